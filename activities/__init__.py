@@ -1,0 +1,1 @@
+"""Plain async functions and the @activity.defn classes that wrap them for the worker."""

@@ -1,0 +1,223 @@
+"""PII redaction for audit events: find personal data and secrets in free text and replace
+each span with `[REDACTED:<kind>]`.
+
+A pure function, run inside the ingest request (the response reports `redacted_count`).
+Detectors that have a checksum use it (Luhn for cards, mod-97 for IBANs, `ipaddress` for
+IPv6), so ids, versions, timestamps, prices and plain integers pass through untouched.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Callable
+from typing import Any
+
+Span = tuple[int, int, str]
+
+# Keys whose value is a secret whatever it looks like. Matched against the key's words
+# (split on punctuation and camelCase) and against the key with separators removed.
+SECRET_KEY_WORDS = frozenset({
+    "password", "passwd", "pwd", "passphrase", "secret", "token", "apikey", "authorization",
+    "cookie", "cookies", "credential", "credentials", "privatekey", "accesskey", "secretkey",
+    "sessionid", "setcookie", "clientsecret", "otp", "cvv", "cvc", "pin",
+})
+_SECRET_KEY_COMPOUNDS = ("apikey", "privatekey", "accesskey", "secretkey", "authtoken", "accesstoken",
+                         "refreshtoken", "clientsecret", "sessionid", "password", "passwd", "secret")
+
+_WORD_SPLIT = re.compile(r"[^A-Za-z0-9]+|(?<=[a-z0-9])(?=[A-Z])")
+
+
+def is_secret_key(key: str) -> bool:
+    words = [w.lower() for w in _WORD_SPLIT.split(key) if w]
+    if any(w in SECRET_KEY_WORDS for w in words):
+        return True
+    joined = "".join(words)
+    return any(compound in joined for compound in _SECRET_KEY_COMPOUNDS)
+
+
+# --- secrets ---------------------------------------------------------------------------
+_PEM = re.compile(r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY-----.*?-----END (?:[A-Z0-9]+ )*PRIVATE KEY-----", re.S)
+_JWT = re.compile(r"\beyJ[A-Za-z0-9_-]{5,}\.eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{10,}")
+_BEARER = re.compile(r"\b[Bb]earer\s+[A-Za-z0-9\-._~+/]{8,}=*")
+_AWS_KEY_ID = re.compile(r"\b(?:AKIA|ASIA|ABIA|ACCA|AGPA|AIDA|AROA|ANPA|ANVA|AIPA)[0-9A-Z]{16}\b")
+_API_KEYS = re.compile(
+    r"(?<![A-Za-z0-9])(?:"
+    r"(?:sk|pk|rk)_(?:live|test)_[A-Za-z0-9]{10,}"       # Stripe
+    r"|whsec_[A-Za-z0-9+/=]{16,}"                          # webhook signing secrets
+    r"|mk_[A-Za-z0-9_-]{32,}"                              # Headwater master keys
+    r"|gh[pousr]_[A-Za-z0-9]{30,}|github_pat_[A-Za-z0-9_]{30,}"  # GitHub
+    r"|glpat-[A-Za-z0-9_-]{20,}"                           # GitLab
+    r"|xox[abposr]-[A-Za-z0-9-]{10,}"                      # Slack
+    r"|AIza[0-9A-Za-z_-]{35}"                              # Google
+    r"|sk-(?:proj-|ant-)?[A-Za-z0-9_-]{20,}"               # OpenAI, Anthropic
+    r"|SG\.[A-Za-z0-9_-]{16,}\.[A-Za-z0-9_-]{16,}"         # SendGrid
+    r"|npm_[A-Za-z0-9]{36}"                                # npm
+    r"|shp(?:at|ss|ca|pa)_[a-fA-F0-9]{32}"                 # Shopify
+    r")"
+)
+
+# --- personal data ---------------------------------------------------------------------
+_EMAIL = re.compile(r"(?<![A-Za-z0-9._%+-])[A-Za-z0-9._%+-]+@(?:[A-Za-z0-9-]+\.)+[A-Za-z]{2,}\b")
+_CARD = re.compile(r"(?<![\d-])\d(?:[ -]?\d){12,18}(?![ -]?\d)")
+_SSN = re.compile(r"(?<![\d-])(?!000|666|9\d\d)\d{3}([- ])(?!00)\d{2}\1(?!0000)\d{4}(?![\d-])")
+_IBAN = re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}\b")
+_IPV4 = re.compile(r"(?<![\d.])(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(?!\.?\d)")
+_IPV6 = re.compile(r"(?<![\w:.])(?:[0-9A-Fa-f]{0,4}:){2,7}(?:[0-9A-Fa-f]{1,4}|(?:\d{1,3}\.){3}\d{1,3})?(?![\w:])")
+_PHONE_E164 = re.compile(r"(?<![\w+])\+[1-9](?:[ .-]?\(?\d{1,4}\)?){2,7}(?![\w])")
+_PHONE_NANP = re.compile(r"(?<![\w(])(?:\(\d{3}\)\s?|\b[2-9]\d{2}[-. ])\d{3}[-. ]\d{4}(?![\w-])")
+_PHONE_TRUNK = re.compile(
+    r"(?<![\w.-])(?:0[1-9](?:[ .-]\d{2}){4}"             # FR: 01 23 45 67 89
+    r"|0\d{1,4}[ -]\d{3,4}[ -]?\d{3,4})(?![\w.-])"        # UK / DE: 020 7946 0958, 030 12345678
+)
+_HAS_DIGIT = re.compile(r"\d")
+
+_CARD_PREFIXES = re.compile(r"4|5[1-5]|2[2-7]|3[47]|3[0689]|6(?:011|5|4[4-9]|2)|35|5[06-8]")
+
+
+def _digits(text: str) -> str:
+    return "".join(c for c in text if c.isdigit())
+
+
+def luhn_valid(number: str) -> bool:
+    total = 0
+    for index, char in enumerate(reversed(number)):
+        digit = ord(char) - 48
+        if index % 2:
+            digit *= 2
+            if digit > 9:
+                digit -= 9
+        total += digit
+    return total % 10 == 0
+
+
+def _is_card(match: str) -> bool:
+    number = _digits(match)
+    return 13 <= len(number) <= 19 and _CARD_PREFIXES.match(number) is not None and luhn_valid(number)
+
+
+def iban_valid(candidate: str) -> bool:
+    iban = candidate.replace(" ", "")
+    if not 15 <= len(iban) <= 34:
+        return False
+    rearranged = iban[4:] + iban[:4]
+    numeric = "".join(str(int(c, 36)) for c in rearranged)
+    return int(numeric) % 97 == 1
+
+
+def _is_ipv6(match: str) -> bool:
+    if match.count(":") < 2 or sum(c in "0123456789abcdefABCDEF" for c in match) < 2:
+        return False
+    try:
+        ipaddress.IPv6Address(match)
+    except ValueError:
+        return False
+    return True
+
+
+def _is_phone(match: str) -> bool:
+    return 8 <= len(_digits(match)) <= 15
+
+
+# (kind, pattern, validator, needs a digit). Earlier entries win overlaps.
+_DETECTORS: list[tuple[str, re.Pattern[str], Callable[[str], bool] | None, bool]] = [
+    ("secret", _PEM, None, False),
+    ("secret", _JWT, None, False),
+    ("secret", _BEARER, None, False),
+    ("secret", _AWS_KEY_ID, None, True),
+    ("secret", _API_KEYS, None, False),
+    ("email", _EMAIL, None, False),
+    ("iban", _IBAN, iban_valid, True),
+    ("card", _CARD, _is_card, True),
+    ("ssn", _SSN, None, True),
+    ("ipv6", _IPV6, _is_ipv6, False),
+    ("ipv4", _IPV4, None, True),
+    ("phone", _PHONE_E164, _is_phone, True),
+    ("phone", _PHONE_NANP, None, True),
+    ("phone", _PHONE_TRUNK, _is_phone, True),
+]
+
+
+def find_pii(text: str) -> list[Span]:
+    """Non-overlapping spans of PII in `text`, in order."""
+    has_digit = _HAS_DIGIT.search(text) is not None
+    taken: list[Span] = []
+    for kind, pattern, validator, needs_digit in _DETECTORS:
+        if needs_digit and not has_digit:
+            continue
+        for match in pattern.finditer(text):
+            start, end = match.span()
+            if any(start < t_end and t_start < end for t_start, t_end, _ in taken):
+                continue
+            if validator is not None and not validator(match.group()):
+                continue
+            taken.append((start, end, kind))
+    taken.sort()
+    return taken
+
+
+def redact_text(text: str) -> tuple[str, int]:
+    spans = find_pii(text)
+    if not spans:
+        return text, 0
+    parts, cursor = [], 0
+    for start, end, kind in spans:
+        parts.append(text[cursor:start])
+        parts.append(f"[REDACTED:{kind}]")
+        cursor = end
+    parts.append(text[cursor:])
+    return "".join(parts), len(spans)
+
+
+SECRET_VALUE = "[REDACTED:secret]"
+
+
+def redact_value(value: Any) -> tuple[Any, int]:
+    """Redact every string in a JSON value, keys included, recursively."""
+    if isinstance(value, str):
+        return redact_text(value)
+    if isinstance(value, dict):
+        count = 0
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            new_key, key_count = redact_text(key)
+            if is_secret_key(key):
+                new_item, item_count = SECRET_VALUE, 1
+            else:
+                new_item, item_count = redact_value(item)
+            while new_key in out:  # two keys redacted to the same text: keep both values
+                new_key += "'"
+            out[new_key] = new_item
+            count += key_count + item_count
+        return out, count
+    if isinstance(value, list):
+        count = 0
+        items = []
+        for item in value:
+            new_item, item_count = redact_value(item)
+            items.append(new_item)
+            count += item_count
+        return items, count
+    return value, 0
+
+
+def redact_audit_event(event: dict[str, Any]) -> tuple[dict[str, Any], int]:
+    """Redact the free-text parts of an audit event: `metadata` (keys and values),
+    `target.name`, `actor.name` and `actor.email`. Ids, `tenant_id`, `action` and `category`
+    are left as they are: they are identifiers the user chose, and redacting them would
+    break filtering."""
+    out = dict(event)
+    total = 0
+    if isinstance(out.get("metadata"), dict):
+        out["metadata"], count = redact_value(out["metadata"])
+        total += count
+    for part, fields in (("actor", ("name", "email")), ("target", ("name",))):
+        obj = out.get(part)
+        if isinstance(obj, dict):
+            obj = dict(obj)
+            for field in fields:
+                if isinstance(obj.get(field), str):
+                    obj[field], count = redact_text(obj[field])
+                    total += count
+            out[part] = obj
+    return out, total

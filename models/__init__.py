@@ -1,0 +1,13 @@
+"""Postgres storage: typed SQLAlchemy 2 models and the repositories that read and write them.
+
+Repositories take an `AsyncSession` and never commit: the request handler or the activity
+that calls them owns the transaction.
+"""
+
+from models.base import Base
+from models.events import Event
+from models.rate_limits import RateLimitCounter
+from models.streams import Stream, StreamEvent
+from models.workspaces import MasterKey, Workspace
+
+__all__ = ["Base", "Event", "MasterKey", "RateLimitCounter", "Stream", "StreamEvent", "Workspace"]

@@ -1,0 +1,96 @@
+"""Headwater's settings: one typed object read from the environment.
+
+No other module reads ``os.environ``; everything takes a ``Settings`` (or the value it needs).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import AliasChoices, Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="HEADWATER_", extra="ignore", populate_by_name=True)
+
+    # Where things run. Unset DATABASE_URL / TEMPORAL_ADDRESS mean "start the local stack"
+    # (embedded Postgres, Temporal dev server) for `make run` and `make test`.
+    database_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("DATABASE_URL", "database_url")
+    )
+    temporal_address: str | None = Field(
+        default=None, validation_alias=AliasChoices("TEMPORAL_ADDRESS", "temporal_address")
+    )
+    temporal_namespace: str = Field(
+        default="default", validation_alias=AliasChoices("TEMPORAL_NAMESPACE", "temporal_namespace")
+    )
+    task_queue: str = "headwater"
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    log_level: str = "INFO"
+    admin_token: str | None = None
+
+    # The local stack (`make run`): where it keeps data and which ports it takes.
+    data_dir: Path = Path(".data")
+    pg_port: int = 54329
+    temporal_port: int = 7233
+    temporal_ui_port: int = 8233
+
+    db_pool_size: int = 10
+    max_body_bytes: int = 1024 * 1024
+
+    # Anonymous streams (defaults from the API reference).
+    stream_ttl_seconds: int = 7 * 24 * 3600
+    stream_requests_per_minute: int = 30
+    stream_events_per_day: int = 100
+    stream_lifetime_events: int = 500
+    stream_creations_per_day: int = 10
+    stream_max_batch: int = 100
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
+
+    # Forwarding.
+    allow_private_destinations: bool = False
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _split_proxies(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _check_proxies(cls, value: list[str]) -> list[str]:
+        for network in value:
+            ipaddress.ip_network(network, strict=False)
+        return value
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        """DATABASE_URL as SQLAlchemy wants it (asyncpg driver), whatever scheme it was given in."""
+        if not self.database_url:
+            raise RuntimeError("DATABASE_URL is not set (make run / make test set it for you)")
+        return to_asyncpg_url(self.database_url)
+
+    @property
+    def temporal_target(self) -> str:
+        return self.temporal_address or f"127.0.0.1:{self.temporal_port}"
+
+
+def to_asyncpg_url(url: str) -> str:
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        raise ValueError(f"not a database URL: {url!r}")
+    if scheme in ("postgres", "postgresql", "postgresql+psycopg", "postgresql+psycopg2"):
+        scheme = "postgresql+asyncpg"
+    return f"{scheme}://{rest}"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,5 @@
+"""The HTTP API (Quart): one blueprint per resource."""
+
+from web.app import create_app
+
+__all__ = ["create_app"]

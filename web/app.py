@@ -1,0 +1,73 @@
+"""The Quart application: `create_app()` wires settings, storage, Temporal, blueprints and
+error handling. Run it with `hypercorn 'web:create_app()'`."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+
+from quart import Quart, Response, g, request
+from quart_schema import Info, QuartSchema
+
+from models.db import create_engine, session_factory
+from settings import Settings, get_settings
+from web.errors import register_error_handlers
+from web.services import Services, TemporalGateway
+
+access_log = logging.getLogger("headwater.access")
+
+
+def create_app(settings: Settings | None = None) -> Quart:
+    settings = settings or get_settings()
+    app = Quart("headwater")
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    app.config["QUART_SCHEMA_CONVERT_CASING"] = False
+    app.config["PROVIDE_AUTOMATIC_OPTIONS"] = False
+    QuartSchema(
+        app,
+        info=Info(title="Headwater", version="0.1.0",
+                  description="Self-hosted event platform: anonymous audit streams and "
+                              "Segment-compatible ingestion, one durable pipeline."),
+        security_schemes={
+            "masterKey": {"type": "http", "scheme": "bearer", "bearer_format": "mk_..."},
+            "operatorToken": {"type": "http", "scheme": "bearer", "bearer_format": "HEADWATER_ADMIN_TOKEN"},
+        },
+        redoc_ui_path=None,
+        scalar_ui_path=None,
+    )
+
+    @app.before_serving
+    async def start_services() -> None:
+        engine = create_engine(settings)
+        app.extensions["headwater"] = Services(
+            settings=settings, engine=engine, sessions=session_factory(engine),
+            temporal=TemporalGateway(settings),
+        )
+
+    @app.after_serving
+    async def stop_services() -> None:
+        await app.extensions["headwater"].engine.dispose()
+
+    @app.before_request
+    async def assign_request_id() -> None:
+        g.request_id = "req_" + secrets.token_hex(12)
+        g.started = time.perf_counter()
+
+    @app.after_request
+    async def tag_and_log(response: Response) -> Response:
+        request_id = g.get("request_id")
+        if request_id:
+            response.headers["X-Request-Id"] = request_id
+        elapsed_ms = (time.perf_counter() - g.get("started", time.perf_counter())) * 1000
+        access_log.info("%s %s %s %.1fms %s", request.method, request.path, response.status_code,
+                        elapsed_ms, request_id)
+        return response
+
+    register_error_handlers(app)
+
+    from web import events, health, streams, workspaces
+
+    for blueprint in (health.blueprint, workspaces.blueprint, streams.blueprint, events.blueprint):
+        app.register_blueprint(blueprint)
+    return app

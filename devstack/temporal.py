@@ -35,6 +35,6 @@ def start_dev_server(
         args += ["--search-attribute", f"{name}={kind}"]
     log_file.parent.mkdir(parents=True, exist_ok=True)
     with open(log_file, "ab") as out:
-        process = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, preexec_fn=child_preexec)
+        process = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, preexec_fn=child_preexec, start_new_session=True)
     wait_for_port("127.0.0.1", port, 60, process, what="Temporal dev server")
     return process

@@ -234,12 +234,12 @@ class StreamRepository:
                                     timestamp, received_at, body)
                 SELECT id, :workspace_id, 'audit', body->>'action', body->>'tenant_id',
                        body->'actor'->>'id', body->>'category', received_at, received_at,
-                       body || jsonb_build_object('workspace_id', CAST(:workspace_id AS text))
+                       body || jsonb_build_object('workspace_id', CAST(:workspace_text AS text))
                 FROM stream_events WHERE token = :token
                 ON CONFLICT (id) DO NOTHING
                 """
             ),
-            {"workspace_id": workspace_id, "token": token},
+            {"workspace_id": workspace_id, "workspace_text": str(workspace_id), "token": token},
         )
         await self.session.execute(delete(StreamEvent).where(StreamEvent.token == token))
         count = moved.rowcount or 0

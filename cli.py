@@ -1,0 +1,148 @@
+"""`headwater`: the operator's command line for workspaces and master keys.
+
+    headwater workspaces create NAME      create a workspace and its first master key
+    headwater workspaces list
+    headwater keys create WORKSPACE_ID [--name NAME]
+    headwater keys list WORKSPACE_ID
+    headwater keys revoke WORKSPACE_ID KEY_ID
+
+It talks to Postgres directly (DATABASE_URL, or the local stack's while `make run` runs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from models.db import create_engine, session_factory
+from models.timestamps import iso
+from models.workspaces import MasterKeyRepository, Workspace, WorkspaceRepository
+from settings import Settings, get_settings
+
+DEFAULT_WORKSPACE = "default"
+
+
+async def in_transaction(settings: Settings, work: Callable[[AsyncSession], Awaitable[Any]]) -> Any:
+    engine = create_engine(settings, pool_size=1)
+    try:
+        async with session_factory(engine)() as session, session.begin():
+            return await work(session)
+    finally:
+        await engine.dispose()
+
+
+async def ensure_default_workspace(settings: Settings) -> tuple[Workspace, str | None]:
+    """The `default` workspace, created with a master key on first run. The key's secret is
+    returned only when it was just created (it cannot be shown again)."""
+
+    async def work(session: AsyncSession) -> tuple[Workspace, str | None]:
+        workspaces = WorkspaceRepository(session)
+        existing = await workspaces.find_by_name(DEFAULT_WORKSPACE)
+        if existing is not None:
+            return existing, None
+        workspace = await workspaces.create(DEFAULT_WORKSPACE)
+        issued = await MasterKeyRepository(session).issue(workspace.id, "default")
+        return workspace, issued.secret
+
+    return await in_transaction(settings, work)
+
+
+def _print_rows(rows: list[dict[str, Any]], columns: list[str]) -> None:
+    widths = {c: max([len(c)] + [len(str(r.get(c) or "-")) for r in rows]) for c in columns}
+    print("  ".join(c.upper().ljust(widths[c]) for c in columns))
+    for row in rows:
+        print("  ".join(str(row.get(c) or "-").ljust(widths[c]) for c in columns))
+
+
+async def _workspaces_create(settings: Settings, args: argparse.Namespace) -> None:
+    async def work(session: AsyncSession) -> None:
+        workspace = await WorkspaceRepository(session).create(args.name)
+        issued = await MasterKeyRepository(session).issue(workspace.id, "default")
+        print(f"workspace  {workspace.id}  ({workspace.name})")
+        print(f"master key {issued.secret}")
+        print("Store the key now: it is not shown again.")
+
+    await in_transaction(settings, work)
+
+
+async def _workspaces_list(settings: Settings, args: argparse.Namespace) -> None:
+    async def work(session: AsyncSession) -> None:
+        rows = [{"id": w.id, "name": w.name, "created_at": iso(w.created_at)}
+                for w in await WorkspaceRepository(session).list()]
+        _print_rows(rows, ["id", "name", "created_at"])
+
+    await in_transaction(settings, work)
+
+
+async def _keys_create(settings: Settings, args: argparse.Namespace) -> None:
+    async def work(session: AsyncSession) -> None:
+        if await WorkspaceRepository(session).get(args.workspace_id) is None:
+            sys.exit(f"no workspace {args.workspace_id}")
+        issued = await MasterKeyRepository(session).issue(args.workspace_id, args.name)
+        print(f"key id     {issued.key.id}")
+        print(f"master key {issued.secret}")
+        print("Store the key now: it is not shown again.")
+
+    await in_transaction(settings, work)
+
+
+async def _keys_list(settings: Settings, args: argparse.Namespace) -> None:
+    async def work(session: AsyncSession) -> None:
+        rows = [{"id": k.id, "name": k.name, "prefix": k.prefix, "created_at": iso(k.created_at),
+                 "last_used_at": iso(k.last_used_at), "revoked_at": iso(k.revoked_at)}
+                for k in await MasterKeyRepository(session).list(args.workspace_id)]
+        _print_rows(rows, ["id", "name", "prefix", "created_at", "last_used_at", "revoked_at"])
+
+    await in_transaction(settings, work)
+
+
+async def _keys_revoke(settings: Settings, args: argparse.Namespace) -> None:
+    async def work(session: AsyncSession) -> None:
+        key = await MasterKeyRepository(session).revoke(args.workspace_id, args.key_id)
+        if key is None:
+            sys.exit(f"no key {args.key_id} in workspace {args.workspace_id}")
+        print(f"revoked {key.prefix}… at {iso(key.revoked_at)}")
+
+    await in_transaction(settings, work)
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(prog="headwater", description="Manage Headwater workspaces and master keys.")
+    groups = root.add_subparsers(dest="group", required=True)
+
+    workspaces = groups.add_parser("workspaces", help="create and list workspaces").add_subparsers(
+        dest="command", required=True)
+    create = workspaces.add_parser("create", help="create a workspace and its first master key")
+    create.add_argument("name")
+    create.set_defaults(run=_workspaces_create)
+    workspaces.add_parser("list", help="list workspaces").set_defaults(run=_workspaces_list)
+
+    keys = groups.add_parser("keys", help="create, list and revoke master keys").add_subparsers(
+        dest="command", required=True)
+    key_create = keys.add_parser("create", help="create a master key")
+    key_create.add_argument("workspace_id", type=uuid.UUID)
+    key_create.add_argument("--name", default="cli")
+    key_create.set_defaults(run=_keys_create)
+    key_list = keys.add_parser("list", help="list a workspace's master keys")
+    key_list.add_argument("workspace_id", type=uuid.UUID)
+    key_list.set_defaults(run=_keys_list)
+    key_revoke = keys.add_parser("revoke", help="revoke a master key")
+    key_revoke.add_argument("workspace_id", type=uuid.UUID)
+    key_revoke.add_argument("key_id", type=uuid.UUID)
+    key_revoke.set_defaults(run=_keys_revoke)
+    return root
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parser().parse_args(argv)
+    asyncio.run(args.run(get_settings(), args))
+
+
+if __name__ == "__main__":
+    main()

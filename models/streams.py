@@ -180,10 +180,8 @@ class StreamRepository:
                     for e in fresh
                 ],
             )
-            await self.session.execute(
-                update(Stream).where(Stream.token == token).values(event_count=Stream.event_count + len(fresh))
-            )
-            stream.event_count += len(fresh)
+            stream.event_count += len(fresh)  # safe read-modify-write: we hold the row lock
+            await self.session.flush()
         return AppendResult(ids=ids, created=created, stream=stream, daily_quota=quota)
 
     async def _resolve_idempotency(

@@ -22,8 +22,10 @@ SECRET_KEY_WORDS = frozenset({
     "cookie", "cookies", "credential", "credentials", "privatekey", "accesskey", "secretkey",
     "sessionid", "setcookie", "clientsecret", "otp", "cvv", "cvc", "pin",
 })
-_SECRET_KEY_COMPOUNDS = ("apikey", "privatekey", "accesskey", "secretkey", "authtoken", "accesstoken",
-                         "refreshtoken", "clientsecret", "sessionid", "password", "passwd", "secret")
+# Run-together keys ("dbpassword", "xapikey"): these anywhere, or these at the end (so that
+# "secretary" and "passwordless_enabled" stay ordinary).
+_SECRET_KEY_INFIXES = ("apikey", "privatekey", "accesskey", "secretkey", "authtoken", "accesstoken")
+_SECRET_KEY_SUFFIXES = ("password", "passwd", "secret", "token", "cookie", "credentials", "sessionid")
 
 _WORD_SPLIT = re.compile(r"[^A-Za-z0-9]+|(?<=[a-z0-9])(?=[A-Z])")
 
@@ -33,7 +35,7 @@ def is_secret_key(key: str) -> bool:
     if any(w in SECRET_KEY_WORDS for w in words):
         return True
     joined = "".join(words)
-    return any(compound in joined for compound in _SECRET_KEY_COMPOUNDS)
+    return any(part in joined for part in _SECRET_KEY_INFIXES) or joined.endswith(_SECRET_KEY_SUFFIXES)
 
 
 # --- secrets ---------------------------------------------------------------------------
@@ -63,7 +65,7 @@ _CARD = re.compile(r"(?<![\d-])\d(?:[ -]?\d){12,18}(?![ -]?\d)")
 _SSN = re.compile(r"(?<![\d-])(?!000|666|9\d\d)\d{3}([- ])(?!00)\d{2}\1(?!0000)\d{4}(?![\d-])")
 _IBAN = re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}\b")
 _IPV4 = re.compile(r"(?<![\d.])(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(?!\.?\d)")
-_IPV6 = re.compile(r"(?<![\w:.])(?:[0-9A-Fa-f]{0,4}:){2,7}(?:[0-9A-Fa-f]{1,4}|(?:\d{1,3}\.){3}\d{1,3})?(?![\w:])")
+_IPV6 = re.compile(r"(?<![\w:.])(?:[0-9A-Fa-f]{0,4}:){2,7}(?:(?:\d{1,3}\.){3}\d{1,3}|[0-9A-Fa-f]{1,4})?(?![\w:])")
 _PHONE_E164 = re.compile(r"(?<![\w+])\+[1-9](?:[ .-]?\(?\d{1,4}\)?){2,7}(?![\w])")
 _PHONE_NANP = re.compile(r"(?<![\w(])(?:\(\d{3}\)\s?|\b[2-9]\d{2}[-. ])\d{3}[-. ]\d{4}(?![\w-])")
 _PHONE_TRUNK = re.compile(
@@ -72,7 +74,7 @@ _PHONE_TRUNK = re.compile(
 )
 _HAS_DIGIT = re.compile(r"\d")
 
-_CARD_PREFIXES = re.compile(r"4|5[1-5]|2[2-7]|3[47]|3[0689]|6(?:011|5|4[4-9]|2)|35|5[06-8]")
+_CARD_PREFIXES = re.compile(r"4|5[1-5]|2[2-7]|3[47]|3[0689]|6(?:011|5|4[4-9]|2|3|7)|35|5[06-8]")
 
 
 def _digits(text: str) -> str:
@@ -106,7 +108,7 @@ def iban_valid(candidate: str) -> bool:
 
 
 def _is_ipv6(match: str) -> bool:
-    if match.count(":") < 2 or sum(c in "0123456789abcdefABCDEF" for c in match) < 2:
+    if match.count(":") < 2 or not any(c in "0123456789abcdefABCDEF" for c in match):
         return False
     try:
         ipaddress.IPv6Address(match)

@@ -94,6 +94,15 @@ def to_asyncpg_url(url: str) -> str:
     return f"{scheme}://{rest}"
 
 
+def environment_variables() -> dict[str, str]:
+    """Every setting's environment variable name, by field name."""
+    names = {}
+    for field_name, field in Settings.model_fields.items():
+        alias = field.validation_alias
+        names[field_name] = alias.choices[0] if isinstance(alias, AliasChoices) else f"HEADWATER_{field_name.upper()}"
+    return names
+
+
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
     return Settings()

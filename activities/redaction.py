@@ -121,31 +121,35 @@ def _is_phone(match: str) -> bool:
     return 8 <= len(_digits(match)) <= 15
 
 
-# (kind, pattern, validator, needs a digit). Earlier entries win overlaps.
-_DETECTORS: list[tuple[str, re.Pattern[str], Callable[[str], bool] | None, bool]] = [
-    ("secret", _PEM, None, False),
-    ("secret", _JWT, None, False),
-    ("secret", _BEARER, None, False),
-    ("secret", _AWS_KEY_ID, None, True),
-    ("secret", _API_KEYS, None, False),
-    ("email", _EMAIL, None, False),
-    ("iban", _IBAN, iban_valid, True),
-    ("card", _CARD, _is_card, True),
-    ("ssn", _SSN, None, True),
-    ("ipv6", _IPV6, _is_ipv6, False),
-    ("ipv4", _IPV4, None, True),
-    ("phone", _PHONE_E164, _is_phone, True),
-    ("phone", _PHONE_NANP, None, True),
-    ("phone", _PHONE_TRUNK, _is_phone, True),
+# (kind, pattern, validator, precondition on (text, digit count)). Earlier entries win
+# overlaps. The preconditions are cheap tests that skip a regex that cannot match.
+Precondition = Callable[[str, int], bool]
+_DETECTORS: list[tuple[str, re.Pattern[str], Callable[[str], bool] | None, Precondition]] = [
+    ("secret", _PEM, None, lambda t, d: "PRIVATE KEY" in t),
+    ("secret", _JWT, None, lambda t, d: "eyJ" in t),
+    ("secret", _BEARER, None, lambda t, d: "earer" in t),
+    ("secret", _AWS_KEY_ID, None, lambda t, d: d > 0 and len(t) >= 20),
+    ("secret", _API_KEYS, None, lambda t, d: len(t) >= 15 and _API_KEY_HINT.search(t) is not None),
+    ("email", _EMAIL, None, lambda t, d: "@" in t),
+    ("iban", _IBAN, iban_valid, lambda t, d: d >= 2 and len(t) >= 15),
+    ("card", _CARD, _is_card, lambda t, d: d >= 13),
+    ("ssn", _SSN, None, lambda t, d: d >= 9),
+    ("ipv6", _IPV6, _is_ipv6, lambda t, d: ":" in t),
+    ("ipv4", _IPV4, None, lambda t, d: d >= 4 and "." in t),
+    ("phone", _PHONE_E164, _is_phone, lambda t, d: d >= 8 and "+" in t),
+    ("phone", _PHONE_NANP, None, lambda t, d: d >= 10),
+    ("phone", _PHONE_TRUNK, _is_phone, lambda t, d: d >= 8),
 ]
+_NON_DIGITS = re.compile(r"\D+")
+_API_KEY_HINT = re.compile(r"[sprm]k_|whsec_|gh[pousr]_|github_pat_|glpat-|xox|AIza|sk-|SG\.|npm_|shp")
 
 
 def find_pii(text: str) -> list[Span]:
     """Non-overlapping spans of PII in `text`, in order."""
-    has_digit = _HAS_DIGIT.search(text) is not None
+    digits = len(text) - len("".join(_NON_DIGITS.findall(text))) if _HAS_DIGIT.search(text) else 0
     taken: list[Span] = []
-    for kind, pattern, validator, needs_digit in _DETECTORS:
-        if needs_digit and not has_digit:
+    for kind, pattern, validator, worth_trying in _DETECTORS:
+        if not worth_trying(text, digits):
             continue
         for match in pattern.finditer(text):
             start, end = match.span()

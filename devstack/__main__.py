@@ -94,8 +94,7 @@ class Supervisor:
 
         env = self.child_env(database_url, temporal_address)
         self.spawn("worker", [sys.executable, "-m", "worker"], env)
-        api = self.spawn("api", [sys.executable, "-m", "hypercorn", "--bind", f"{settings.host}:{settings.port}",
-                                 "--graceful-timeout", "5", "web.asgi:app"], env)
+        api = self.spawn("api", [sys.executable, "-m", "web"], env)
         wait_for_port(settings.host, settings.port, 60, api, what="API")
         log.info("Headwater is up: API http://%s:%d  Temporal UI %s", settings.host, settings.port,
                  f"http://127.0.0.1:{settings.temporal_ui_port}" if not settings.temporal_address else "(external)")

@@ -181,12 +181,14 @@ class ApiProcess:
             "HEADWATER_TASK_QUEUE": settings.task_queue,
             "HEADWATER_TRUSTED_PROXIES": "127.0.0.1/32",
             "HEADWATER_LOG_LEVEL": "WARNING",
+            "HEADWATER_HOST": "127.0.0.1",
+            "HEADWATER_PORT": str(self.port),
         })
         env.update(overrides)
         self.log_path = log_dir / f"api-{self.port}.log"
         with open(self.log_path, "wb") as out:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "hypercorn", "--bind", f"127.0.0.1:{self.port}", "web.asgi:app"],
+                [sys.executable, "-m", "web"],
                 env=env, stdout=out, stderr=subprocess.STDOUT, preexec_fn=child_preexec,
             )
         wait_for_port("127.0.0.1", self.port, 60, self.process, what="API process")

@@ -1,0 +1,15 @@
+"""Benchmarks. Each prints its figures and their ratio to a baseline measured in the same run.
+`make bench` runs them all; `python -m bench.<name>` runs one."""
+
+from __future__ import annotations
+
+import importlib
+
+BENCHMARKS = ["bench.redaction"]
+
+
+def run_all() -> int:
+    for name in BENCHMARKS:
+        print(f"\n== {name} ==", flush=True)
+        importlib.import_module(name).main()
+    return 0

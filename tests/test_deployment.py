@@ -1,0 +1,66 @@
+"""docker-compose.yml, the Dockerfile and .env.example agree with the settings object.
+(No Docker engine runs here, so the compose file is checked, not started.)"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import yaml
+
+from settings import Settings, environment_variables
+
+ROOT = Path(__file__).resolve().parent.parent
+SETTING_NAMES = set(environment_variables().values())
+
+
+def compose() -> dict:
+    return yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+
+
+def test_compose_has_every_service():
+    services = compose()["services"]
+    assert {"postgres", "temporal", "temporal-ui", "migrate", "api", "worker"} <= set(services)
+    assert services["temporal"]["image"].startswith("temporalio/auto-setup:")
+    assert services["temporal-ui"]["image"].startswith("temporalio/ui:")
+    assert services["temporal"]["environment"]["DB"] == "postgres12"  # Postgres persistence
+    assert services["postgres"]["image"].startswith("postgres:")
+
+
+def test_headwater_services_use_only_known_settings():
+    services = compose()["services"]
+    for name in ("migrate", "api", "worker"):
+        env = services[name]["environment"]
+        unknown = set(env) - SETTING_NAMES
+        assert not unknown, (name, unknown)
+        assert env["DATABASE_URL"].split("@")[1].startswith("postgres:5432/")
+        assert env["TEMPORAL_ADDRESS"] == "temporal:7233"
+        assert env["HEADWATER_ALLOW_PRIVATE_DESTINATIONS"] == "false"
+        assert services[name]["build"] == "."
+
+
+def test_ports_agree_with_settings():
+    services = compose()["services"]
+    api = services["api"]
+    port = int(api["environment"]["HEADWATER_PORT"])
+    assert f"{port}:{port}" in api["ports"]
+    assert api["environment"]["HEADWATER_HOST"] == "0.0.0.0"
+    assert api["command"] == ["python", "-m", "web"]
+    assert services["worker"]["command"] == ["python", "-m", "worker"]
+    defaults = Settings()
+    assert f"{defaults.temporal_ui_port}:8080" in services["temporal-ui"]["ports"]
+    assert f"{defaults.temporal_port}:7233" in services["temporal"]["ports"]
+
+
+def test_dockerfile_copies_what_the_services_run():
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    for part in ("web", "models", "activities", "workflows", "migrations", "alembic.ini", "worker.py",
+                 "settings.py"):
+        assert re.search(rf"COPY .*\b{re.escape(part)}\b", dockerfile), part
+
+
+def test_env_example_lists_every_setting():
+    lines = [line for line in (ROOT / ".env.example").read_text().splitlines()
+             if line and not line.startswith("#")]
+    listed = {line.split("=", 1)[0] for line in lines}
+    assert listed == SETTING_NAMES

@@ -15,7 +15,6 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 from cli import ensure_default_workspace
 from devstack.migrate import upgrade

@@ -13,13 +13,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ForeignKey, Index, String, Text, select
+import orjson
+from sqlalchemy import ForeignKey, Index, String, Text, select, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 from ulid import ULID
 
 from models.base import Base
+from models.canonical import CanonicalEvent
 
 
 def new_event_id() -> str:
@@ -44,7 +46,12 @@ class Event(Base):
     received_at: Mapped[datetime]
     body: Mapped[dict[str, Any]] = mapped_column(JSONB)
 
-    __table_args__ = (Index("ix_events_workspace_id_id", "workspace_id", "id"),)
+    __table_args__ = (
+        Index("ix_events_workspace_id_id", "workspace_id", "id"),
+        # Dedup of Segment messageIds, per workspace (kept as long as the event is).
+        Index("uq_events_workspace_id_message_id", "workspace_id", "message_id", unique=True,
+              postgresql_where=text("message_id IS NOT NULL")),
+    )
 
 
 @dataclass(frozen=True)
@@ -103,3 +110,44 @@ class EventRepository:
         rows = (await self.session.execute(query.order_by(Event.id.desc()).limit(limit + 1))).all()
         next_cursor = encode_cursor(rows[limit - 1].id) if len(rows) > limit else None
         return [row.body for row in rows[:limit]], next_cursor
+
+
+_INSERT_MANY = """
+INSERT INTO events (id, workspace_id, source_id, type, name, message_id, user_id, anonymous_id,
+                    tenant_id, actor_id, category, timestamp, received_at, body)
+SELECT * FROM unnest($1::text[], $2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::text[], $7::text[],
+                     $8::text[], $9::text[], $10::text[], $11::text[], $12::timestamptz[],
+                     $13::timestamptz[], $14::jsonb[])
+ON CONFLICT (workspace_id, message_id) WHERE message_id IS NOT NULL DO NOTHING
+RETURNING id
+"""
+
+_EXISTING_BY_MESSAGE_ID = """
+SELECT e.id, e.workspace_id, e.message_id
+FROM events e JOIN unnest($1::uuid[], $2::text[]) AS m(workspace_id, message_id)
+  ON e.workspace_id = m.workspace_id AND e.message_id = m.message_id
+"""
+
+
+async def insert_events(session: AsyncSession, events: list[CanonicalEvent]) -> dict[str, str]:
+    """Insert events in one statement (one round trip whatever their number).
+
+    Returns, for each event that was NOT stored because its (workspace, messageId) already
+    exists, the id of the event that holds it: the caller acknowledges the original id.
+    """
+    if not events:
+        return {}
+    conn = (await (await session.connection()).get_raw_connection()).driver_connection
+    columns = list(zip(*(
+        (e.id, e.workspace_id, e.source_id, e.type, e.name, e.message_id, e.user_id, e.anonymous_id,
+         e.tenant_id, e.actor_id, e.category, e.timestamp, e.received_at, orjson.dumps(e.body).decode())
+        for e in events
+    )))
+    inserted = {row["id"] for row in await conn.fetch(_INSERT_MANY, *columns)}
+    if len(inserted) == len(events):
+        return {}
+    duplicates = [e for e in events if e.id not in inserted]
+    rows = await conn.fetch(_EXISTING_BY_MESSAGE_ID, [e.workspace_id for e in duplicates],
+                            [e.message_id for e in duplicates])
+    holder = {(row["workspace_id"], row["message_id"]): row["id"] for row in rows}
+    return {e.id: holder[(e.workspace_id, e.message_id)] for e in duplicates}

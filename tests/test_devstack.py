@@ -14,10 +14,8 @@ import time
 
 import httpx
 import psutil
-import pytest
 
 from devstack.processes import free_port
-
 
 
 def start(data_dir, ports: dict[str, int]) -> tuple[subprocess.Popen, list[str]]:

@@ -5,7 +5,14 @@ from __future__ import annotations
 
 import pytest
 
-from activities.redaction import find_pii, iban_valid, is_secret_key, luhn_valid, redact_audit_event, redact_text
+from activities.redaction import (
+    find_pii,
+    iban_valid,
+    is_secret_key,
+    luhn_valid,
+    redact_audit_event,
+    redact_text,
+)
 
 # (text, the span that must be redacted, its kind)
 POSITIVES: list[tuple[str, str, str]] = [

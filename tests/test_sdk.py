@@ -9,9 +9,9 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import headwater
 import httpx
 
-import headwater
 from tests.conftest import ADMIN_TOKEN
 
 

@@ -12,7 +12,6 @@ from temporalio import activity
 from temporalio.worker import Worker
 
 from activities.streams import claim_stream
-
 from models.events import Event
 from models.streams import Stream, StreamEvent
 from tests.conftest import WorkspaceKey, make_workspace
@@ -464,7 +463,7 @@ async def test_events_api_filters_and_pages(client, token, client_ip, workspace)
 
     pages, cursor = [], None
     while True:
-        query = f"/events?limit=7" + (f"&cursor={cursor}" if cursor else "")
+        query = "/events?limit=7" + (f"&cursor={cursor}" if cursor else "")
         body = await (await client.get(workspace.url(query), headers=workspace.headers)).get_json()
         pages.append(body["data"])
         cursor = body["next_cursor"]

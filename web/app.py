@@ -13,6 +13,8 @@ from quart_schema import Info, QuartSchema
 from models.db import create_engine, session_factory
 from settings import Settings, get_settings
 from web.errors import register_error_handlers
+from web.group_commit import GroupCommitter
+from web.ingest import WriteKeyCache
 from web.services import Services, TemporalGateway
 
 access_log = logging.getLogger("headwater.access")
@@ -40,14 +42,19 @@ def create_app(settings: Settings | None = None) -> Quart:
     @app.before_serving
     async def start_services() -> None:
         engine = create_engine(settings)
+        sessions = session_factory(engine)
+        committer = GroupCommitter(sessions)
+        committer.start()
         app.extensions["headwater"] = Services(
-            settings=settings, engine=engine, sessions=session_factory(engine),
-            temporal=TemporalGateway(settings),
+            settings=settings, engine=engine, sessions=sessions, temporal=TemporalGateway(settings),
+            committer=committer, write_keys=WriteKeyCache(),
         )
 
     @app.after_serving
     async def stop_services() -> None:
-        await app.extensions["headwater"].engine.dispose()
+        svc: Services = app.extensions["headwater"]
+        await svc.committer.close()
+        await svc.engine.dispose()
 
     @app.before_request
     async def assign_request_id() -> None:
@@ -66,8 +73,9 @@ def create_app(settings: Settings | None = None) -> Quart:
 
     register_error_handlers(app)
 
-    from web import events, health, streams, workspaces
+    from web import events, health, ingest, sources, streams, workspaces
 
-    for blueprint in (health.blueprint, workspaces.blueprint, streams.blueprint, events.blueprint):
+    for blueprint in (health.blueprint, workspaces.blueprint, streams.blueprint, events.blueprint,
+                      sources.blueprint, ingest.blueprint):
         app.register_blueprint(blueprint)
     return app

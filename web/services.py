@@ -8,12 +8,17 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from quart import current_app
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from temporalio.client import Client
 
 from settings import Settings
+
+if TYPE_CHECKING:
+    from web.group_commit import GroupCommitter
+    from web.ingest import WriteKeyCache
 
 log = logging.getLogger("headwater.web")
 
@@ -59,6 +64,8 @@ class Services:
     engine: AsyncEngine
     sessions: async_sessionmaker[AsyncSession]
     temporal: TemporalGateway
+    committer: GroupCommitter
+    write_keys: WriteKeyCache
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:

@@ -4,16 +4,14 @@ stream's events into a workspace."""
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
 import re
 import uuid
 from datetime import timedelta
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-import orjson
-from pydantic import BaseModel, ConfigDict, StringConstraints, field_validator
-from quart import Blueprint, Response, current_app, request
+from pydantic import BaseModel
+from quart import Blueprint, Response, current_app
 from quart_schema import document_response
 from temporalio.client import WorkflowFailureError
 from temporalio.common import WorkflowIDConflictPolicy
@@ -21,11 +19,19 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError
 
 from activities.redaction import redact_audit_event
+from models.canonical import AuditEventIn, audit_body
 from models.events import new_event_id
 from models.rate_limits import LimitExceeded, Quota, consume
-from models.streams import NewStreamEvent, StreamClaimed, StreamExpired, StreamLimits, StreamRepository
+from models.streams import (
+    NewStreamEvent,
+    StreamClaimed,
+    StreamExpired,
+    StreamLimits,
+    StreamRepository,
+)
 from models.timestamps import iso, utcnow
 from web.auth import authenticate_master_key
+from web.clientip import client_ip
 from web.errors import APIError
 from web.jsonio import parse_model, read_json_object
 from web.responses import json_response
@@ -38,55 +44,9 @@ from workflows.stream_expiry import workflow_id as expiry_workflow_id
 
 log = logging.getLogger("headwater.streams")
 
-blueprint = Blueprint("streams", __name__, url_prefix="/api/v1/streams")
-
-CATEGORIES = ("auth", "access", "mutation", "admin", "security", "system")
-ACTION_PATTERN = r"^[a-z0-9_-]+(\.[a-z0-9_-]+)+$"
-METADATA_MAX_BYTES = 16 * 1024
-METADATA_MAX_DEPTH = 8
 CLAIM_WAIT_SECONDS = 30
 
-Text256 = Annotated[str, StringConstraints(min_length=1, max_length=256)]
-
-
-class Actor(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    id: Text256
-    type: Annotated[str, StringConstraints(min_length=1, max_length=64)]
-    name: Text256 | None = None
-    email: Annotated[str, StringConstraints(max_length=320)] | None = None
-
-
-class Target(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    id: Text256 | None = None
-    type: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = None
-    name: Text256 | None = None
-
-
-class AuditEventIn(BaseModel):
-    """One audit event as an SDK sends it."""
-
-    model_config = ConfigDict(extra="forbid")
-    action: Annotated[str, StringConstraints(max_length=128, pattern=ACTION_PATTERN)]
-    category: Literal["auth", "access", "mutation", "admin", "security", "system"]
-    actor: Actor
-    tenant_id: Text256
-    target: Target | None = None
-    metadata: dict[str, Any] | None = None
-    idempotency_key: Text256 | None = None
-
-    @field_validator("metadata")
-    @classmethod
-    def _bounded(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
-        if value is None:
-            return value
-        if _depth(value) > METADATA_MAX_DEPTH:
-            raise ValueError(f"metadata nests deeper than {METADATA_MAX_DEPTH} levels")
-        if len(orjson.dumps(value)) > METADATA_MAX_BYTES:
-            raise ValueError(f"metadata is larger than {METADATA_MAX_BYTES} bytes as JSON")
-        return value
-
+blueprint = Blueprint("streams", __name__, url_prefix="/api/v1/streams")
 
 class AuditBatchIn(BaseModel):
     events: list[AuditEventIn]
@@ -116,14 +76,6 @@ class ClaimOut(BaseModel):
     request_id: str
 
 
-def _depth(value: Any) -> int:
-    if isinstance(value, dict):
-        return 1 + max((_depth(v) for v in value.values()), default=0)
-    if isinstance(value, list):
-        return 1 + max((_depth(v) for v in value), default=0)
-    return 0
-
-
 _UUID4 = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$", re.I)
 
 
@@ -133,30 +85,6 @@ def parse_claim_token(value: Any) -> uuid.UUID:
         raise APIError(400, "invalid_token", "The claim token must be a UUIDv4, e.g. "
                        "'a1b2c3d4-e5f6-4a7b-8c9d-0e1f2a3b4c5d'.")
     return uuid.UUID(value)
-
-
-def client_ip(trusted_proxies: list[str]) -> str:
-    """The socket peer; X-Forwarded-For counts only when the peer is a trusted proxy, and
-    then the nearest address that is not itself a trusted proxy is the client."""
-    peer = (request.scope.get("client") or ("unknown", 0))[0]
-    if not trusted_proxies:
-        return peer
-    networks = [ipaddress.ip_network(n, strict=False) for n in trusted_proxies]
-
-    def trusted(address: str) -> bool:
-        try:
-            ip = ipaddress.ip_address(address)
-        except ValueError:
-            return False
-        return any(ip in network for network in networks)
-
-    if not trusted(peer):
-        return peer
-    hops = [h.strip() for h in request.headers.get("X-Forwarded-For", "").split(",") if h.strip()]
-    for hop in reversed(hops):
-        if not trusted(hop):
-            return hop
-    return hops[0] if hops else peer
 
 
 def rate_limit_headers(quota: Quota) -> dict[str, str]:
@@ -208,21 +136,9 @@ def parse_events(data: dict[str, Any], max_batch: int) -> list[AuditEventIn]:
 
 
 def canonical_audit_event(event_id: str, event: dict[str, Any], received_at: str) -> dict[str, Any]:
-    """The stored (and later returned) form of an audit event."""
-    return {
-        "id": event_id,
-        "type": "audit",
-        "name": event["action"],
-        "action": event["action"],
-        "category": event["category"],
-        "actor": event["actor"],
-        "tenant_id": event["tenant_id"],
-        "target": event.get("target"),
-        "metadata": event.get("metadata") or {},
-        "idempotency_key": event.get("idempotency_key"),
-        "timestamp": received_at,
-        "received_at": received_at,
-    }
+    """The stored (and, once claimed, returned) form of a stream's audit event."""
+    return {"id": event_id, "type": "audit", **audit_body(event), "timestamp": received_at,
+            "received_at": received_at}
 
 
 @blueprint.post("/<token>/events")

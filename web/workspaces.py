@@ -11,7 +11,12 @@ from quart import Blueprint, Response
 from quart_schema import document_response, security_scheme
 
 from models.timestamps import iso
-from models.workspaces import MasterKey, MasterKeyRepository, Workspace, WorkspaceRepository
+from models.workspaces import (
+    MasterKey,
+    MasterKeyRepository,
+    Workspace,
+    WorkspaceRepository,
+)
 from web.auth import master_key_for_workspace, parse_uuid, require_admin_token
 from web.errors import APIError
 from web.jsonio import json_body

@@ -11,7 +11,11 @@ from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
     from activities.streams import StreamActivities
-    from workflows.params import ExpireStreamInput, StreamExpiryInput, StreamExpiryResult
+    from workflows.params import (
+        ExpireStreamInput,
+        StreamExpiryInput,
+        StreamExpiryResult,
+    )
 
 
 def workflow_id(token: str) -> str:

@@ -259,7 +259,8 @@ def normalize(
         body["category"] = _string(raw, "category")
         body["properties"] = _object(raw, "properties") or {}
     elif kind == "identify":
-        body["traits"] = _object(raw, "traits") or {}
+        # RudderStack's SDKs send identify traits in context.traits; Segment's at the root.
+        body["traits"] = _object(raw, "traits") or _object(context, "traits") or {}
     elif kind == "group":
         body["group_id"] = _identifier(raw, "group_id")
         if body["group_id"] is None:

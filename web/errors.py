@@ -8,6 +8,7 @@ from typing import Any
 
 from quart import Quart, Response
 from quart_schema import RequestSchemaValidationError
+from sqlalchemy.exc import InterfaceError, OperationalError
 from werkzeug.exceptions import HTTPException
 
 from web.responses import json_response
@@ -69,6 +70,14 @@ def register_error_handlers(app: Quart) -> None:
         if status == 405 and getattr(error, "valid_methods", None):
             headers["Allow"] = ", ".join(error.valid_methods)
         return error_response(APIError(status, code, message, headers=headers))
+
+    @app.errorhandler(OperationalError)
+    @app.errorhandler(InterfaceError)
+    @app.errorhandler(OSError)
+    async def database_unavailable(error: Exception) -> Response:
+        log.error("storage unavailable: %s", error)
+        return error_response(APIError(503, "storage_unavailable", "The database is not answering; nothing was "
+                                       "stored. Retry shortly.", headers={"Retry-After": "1"}))
 
     @app.errorhandler(Exception)
     async def unexpected(error: Exception) -> Response:

@@ -43,6 +43,7 @@ class Settings(BaseSettings):
 
     db_pool_size: int = 10
     max_body_bytes: int = 1024 * 1024
+    ingest_lane: bool = True  # serve /v1/* through web.ingest_lane (false: through Quart)
 
     # Anonymous streams (defaults from the API reference).
     stream_ttl_seconds: int = 7 * 24 * 3600
@@ -75,6 +76,11 @@ class Settings(BaseSettings):
         """DATABASE_URL as SQLAlchemy wants it (asyncpg driver), whatever scheme it was given in.
         Unset, it is the local stack's embedded Postgres (what `make run` starts)."""
         return to_asyncpg_url(self.database_url or self.local_database_url)
+
+    @property
+    def postgres_dsn(self) -> str:
+        """DATABASE_URL as asyncpg itself wants it (`postgresql://...`)."""
+        return "postgresql://" + self.sqlalchemy_url.partition("://")[2]
 
     @property
     def local_database_url(self) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import importlib
 
-BENCHMARKS = ["bench.redaction"]
+BENCHMARKS = ["bench.redaction", "bench.ingest"]
 
 
 def run_all() -> int:

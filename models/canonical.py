@@ -13,7 +13,7 @@ own shape, built by `audit_body()`. Pure functions: no I/O.
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -111,7 +111,7 @@ class EventRejected(Exception):
         self.field = field
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class CanonicalEvent:
     """A normalized event: the row's indexed columns plus the canonical JSON body."""
 
@@ -199,21 +199,34 @@ def event_time(received_at: datetime, client_time: datetime | None, sent_at: dat
     return received_at - (sent_at - client_time)
 
 
-def normalize(
-    message: dict[str, Any],
-    *,
-    event_type: str | None,
-    event_id: str,
-    workspace_id: uuid.UUID,
-    source_id: uuid.UUID | None,
-    received_at: datetime,
-    client_ip: str | None,
-    envelope: dict[str, Any] | None = None,
-) -> CanonicalEvent:
+@dataclass(frozen=True)
+class Arrival:
+    """Where and when a request's events arrived: the same for every event of a batch, so
+    its string forms are computed once per request, not once per event."""
+
+    workspace_id: uuid.UUID
+    source_id: uuid.UUID | None
+    received_at: datetime
+    client_ip: str | None
+    envelope: dict[str, Any] | None = None  # a batch's `context`, `integrations`, `sentAt`
+    workspace: str = field(init=False)
+    source: str | None = field(init=False)
+    received: str = field(init=False)
+    inherited: dict[str, Any] = field(init=False)
+
+    def __post_init__(self) -> None:
+        set_ = object.__setattr__  # frozen: computed once here
+        set_(self, "workspace", str(self.workspace_id))
+        set_(self, "source", str(self.source_id) if self.source_id else None)
+        set_(self, "received", iso(self.received_at))
+        set_(self, "inherited", _rename(self.envelope or {}))
+
+
+def normalize(message: dict[str, Any], *, event_type: str | None, event_id: str, arrival: Arrival) -> CanonicalEvent:
     """Validate one wire message and build its canonical form. Raises EventRejected.
 
     `event_type` is fixed by the endpoint (`/v1/track` …) or None to take it from the body.
-    `envelope` holds batch-level `context`, `integrations` and `sentAt`, which items inherit.
+    Items of a batch inherit its envelope's `context`, `integrations` and `sentAt`.
     """
     if not isinstance(message, dict):
         raise EventRejected("validation_failed", "an event must be a JSON object")
@@ -223,25 +236,26 @@ def normalize(
     kind = event_type or raw.get("type")
     if kind not in EVENT_TYPES:
         raise EventRejected("validation_failed", f"type must be one of {', '.join(EVENT_TYPES)}", "type")
-    envelope = _rename(envelope or {})
+    envelope = arrival.inherited
+    workspace_id, source_id, received_at = arrival.workspace_id, arrival.source_id, arrival.received_at
 
     context = _object(raw, "context")
     inherited = _object(envelope, "context") or {}
     context = {**inherited, **(context or {})}
-    if client_ip and "ip" not in context:
-        context["ip"] = client_ip
+    if arrival.client_ip and "ip" not in context:
+        context["ip"] = arrival.client_ip
     integrations = {**(_object(envelope, "integrations") or {}), **(_object(raw, "integrations") or {})}
 
-    message_id = _identifier(raw, "message_id") or str(uuid.uuid4())
+    message_id = _identifier(raw, "message_id") or event_id  # unique, and cheaper than a uuid4
     original = _time(raw, "timestamp") or _time(raw, "original_timestamp")
     sent_at = _time(raw, "sent_at") or _time(envelope, "sent_at")
     timestamp = event_time(received_at, original, sent_at)
     common = {
-        "id": event_id, "type": kind, "workspace_id": str(workspace_id),
-        "source_id": str(source_id) if source_id else None, "message_id": message_id,
+        "id": event_id, "type": kind, "workspace_id": arrival.workspace, "source_id": arrival.source,
+        "message_id": message_id,
     }
     times = {"timestamp": iso(timestamp), "original_timestamp": iso(original), "sent_at": iso(sent_at),
-             "received_at": iso(received_at)}
+             "received_at": arrival.received}
 
     if kind == "audit":
         return _audit(raw, common, times, context, integrations, timestamp, received_at, workspace_id, source_id)

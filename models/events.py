@@ -13,19 +13,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import asyncpg
 import orjson
 from sqlalchemy import ForeignKey, Index, String, Text, select, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
-from ulid import ULID
 
 from models.base import Base
 from models.canonical import CanonicalEvent
-
-
-def new_event_id() -> str:
-    return f"evt_{ULID()}"
 
 
 class Event(Base):
@@ -112,14 +108,31 @@ class EventRepository:
         return [row.body for row in rows[:limit]], next_cursor
 
 
-_INSERT_MANY = """
-INSERT INTO events (id, workspace_id, source_id, type, name, message_id, user_id, anonymous_id,
-                    tenant_id, actor_id, category, timestamp, received_at, body)
-SELECT * FROM unnest($1::text[], $2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::text[], $7::text[],
-                     $8::text[], $9::text[], $10::text[], $11::text[], $12::timestamptz[],
-                     $13::timestamptz[], $14::jsonb[])
-ON CONFLICT (workspace_id, message_id) WHERE message_id IS NOT NULL DO NOTHING
-RETURNING id
+# One group commit is ONE statement, so one round trip and one (implicit) transaction: the
+# events, each workspace's pubsub NOTIFY (delivered at commit) and the sources' last_used_at
+# either all happen or none does. The events travel as one JSON array of CanonicalEvents
+# (orjson writes dataclasses natively) that Postgres unpacks with json_to_recordset: about
+# 4 µs per event on the API's side, against ~19 µs for binding fourteen typed arrays. `body`
+# is taken as json and cast: json_to_recordset fills a jsonb column through a much slower
+# path (measured: ~45 against ~60 µs per event for the whole statement).
+_COMMIT_GROUP = """
+WITH inserted AS (
+    INSERT INTO events (id, workspace_id, source_id, type, name, message_id, user_id, anonymous_id,
+                        tenant_id, actor_id, category, timestamp, received_at, body)
+    SELECT e.id, e.workspace_id, e.source_id, e.type, e.name, e.message_id, e.user_id, e.anonymous_id,
+           e.tenant_id, e.actor_id, e.category, e.timestamp, e.received_at, e.body::jsonb
+    FROM json_to_recordset($1::json) AS e(id text, workspace_id uuid, source_id uuid, type text, name text,
+         message_id text, user_id text, anonymous_id text, tenant_id text, actor_id text, category text,
+         timestamp timestamptz, received_at timestamptz, body json)
+    ON CONFLICT (workspace_id, message_id) WHERE message_id IS NOT NULL DO NOTHING
+    RETURNING id
+), touched AS (
+    UPDATE event_sources SET last_used_at = now() WHERE id = ANY($4::uuid[]) RETURNING id
+)
+SELECT ARRAY(SELECT id FROM inserted) AS ids,
+       (SELECT count(pg_notify(n.topic, n.payload))
+        FROM unnest($2::text[], $3::text[]) AS n(topic, payload)) AS announced,
+       (SELECT count(*) FROM touched) AS touched
 """
 
 _EXISTING_BY_MESSAGE_ID = """
@@ -129,21 +142,27 @@ FROM events e JOIN unnest($1::uuid[], $2::text[]) AS m(workspace_id, message_id)
 """
 
 
-async def insert_events(session: AsyncSession, events: list[CanonicalEvent]) -> dict[str, str]:
-    """Insert events in one statement (one round trip whatever their number).
+async def commit_events(
+    conn: asyncpg.Connection,
+    events: list[CanonicalEvent],
+    *,
+    notices: list[tuple[str, str]] = (),
+    touch_sources: list[uuid.UUID] = (),
+) -> dict[str, str]:
+    """Store `events` in one statement (see `_COMMIT_GROUP`), with the NOTIFYs `notices`
+    (topic, payload) and a last_used_at touch of `touch_sources`. Runs outside any explicit
+    transaction: the statement is its own.
 
     Returns, for each event that was NOT stored because its (workspace, messageId) already
     exists, the id of the event that holds it: the caller acknowledges the original id.
     """
     if not events:
         return {}
-    conn = (await (await session.connection()).get_raw_connection()).driver_connection
-    columns = list(zip(*(
-        (e.id, e.workspace_id, e.source_id, e.type, e.name, e.message_id, e.user_id, e.anonymous_id,
-         e.tenant_id, e.actor_id, e.category, e.timestamp, e.received_at, orjson.dumps(e.body).decode())
-        for e in events
-    )))
-    inserted = {row["id"] for row in await conn.fetch(_INSERT_MANY, *columns)}
+    rows = orjson.dumps(events, default=str).decode()  # default: UUIDs of other classes (asyncpg's)
+    topics = [topic for topic, _ in notices]
+    payloads = [payload for _, payload in notices]
+    row = await conn.fetchrow(_COMMIT_GROUP, rows, topics, payloads, list(touch_sources))
+    inserted = set(row["ids"])
     if len(inserted) == len(events):
         return {}
     duplicates = [e for e in events if e.id not in inserted]

@@ -118,6 +118,14 @@ async def app(settings: Settings, worker: None):
         yield test_app
 
 
+@pytest.fixture(scope="session")
+async def app_without_lane(settings: Settings, worker: None):
+    """The app with `/v1/*` served by the Quart blueprint instead of the ingest lane."""
+    application = create_app(settings.model_copy(update={"ingest_lane": False}))
+    async with application.test_app() as test_app:
+        yield test_app
+
+
 @pytest.fixture
 def client(app):
     return app.test_client()

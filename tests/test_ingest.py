@@ -19,6 +19,13 @@ from models.timestamps import parse_iso
 from tests.conftest import WorkspaceKey
 
 
+@pytest.fixture(params=["lane", "blueprint"])
+def client(request, app, app_without_lane):
+    """Every ingest test runs twice: through the ingest lane (how the API serves /v1/*) and
+    through the Quart blueprint, which must behave identically."""
+    return (app if request.param == "lane" else app_without_lane).test_client()
+
+
 @pytest.fixture
 async def source(client, workspace: WorkspaceKey) -> dict:
     response = await client.post(workspace.url("/event-keys"), json={"name": "Web App"}, headers=workspace.headers)
@@ -265,7 +272,29 @@ async def test_request_size_limit(client, workspace, source):
                                                                  "Content-Encoding": "gzip",
                                                                  "Content-Type": "application/json"})
     assert response.status_code == 413
+    # Over the API's body ceiling (1 MB) before any decoding.
+    huge = orjson.dumps({"batch": [{"type": "track", "event": "e", "userId": "u", "properties": {"pad": "x" * 30_000}}
+                                   for _ in range(40)]})
+    response = await client.post("/v1/batch", data=huge, headers={"X-Write-Key": source["key"],
+                                                                  "Content-Type": "application/json"})
+    assert response.status_code == 413
+    assert (await response.get_json())["error"]["code"] == "payload_too_large"
     assert await stored(client, workspace) == []
+
+
+async def test_request_id_header_and_other_methods(client, source):
+    response = await client.post("/v1/track", json={"event": "e", "userId": "u"}, headers={"X-Write-Key": source["key"]})
+    body = await response.get_json()
+    assert response.status_code == 200 and response.headers["Content-Type"] == "application/json"
+    assert response.headers["X-Request-Id"] == body["request_id"] and body["request_id"].startswith("req_")
+    failed = await client.post("/v1/track", data=b"{", headers={"X-Write-Key": source["key"],
+                                                               "Content-Type": "application/json"})
+    assert failed.headers["X-Request-Id"] == (await failed.get_json())["request_id"]
+    # Only POST is ingestion; other methods and unknown /v1 paths get the API's JSON errors.
+    response = await client.get("/v1/track")
+    assert response.status_code == 405 and (await response.get_json())["error"]["code"] == "method_not_allowed"
+    response = await client.post("/v1/nothing", json={})
+    assert response.status_code == 404 and (await response.get_json())["error"]["code"] == "not_found"
 
 
 async def test_batch_count_limit(client, workspace, source):

@@ -4,7 +4,6 @@ error handling. Run it with `hypercorn 'web:create_app()'`."""
 from __future__ import annotations
 
 import logging
-import secrets
 import time
 
 from quart import Quart, Response, g, request
@@ -15,6 +14,8 @@ from settings import Settings, get_settings
 from web.errors import register_error_handlers
 from web.group_commit import GroupCommitter
 from web.ingest import WriteKeyCache
+from web.ingest_lane import IngestLane
+from web.responses import new_request_id
 from web.services import Services, TemporalGateway
 
 access_log = logging.getLogger("headwater.access")
@@ -43,8 +44,8 @@ def create_app(settings: Settings | None = None) -> Quart:
     async def start_services() -> None:
         engine = create_engine(settings)
         sessions = session_factory(engine)
-        committer = GroupCommitter(sessions)
-        committer.start()
+        committer = GroupCommitter(settings.postgres_dsn)
+        await committer.start()
         app.extensions["headwater"] = Services(
             settings=settings, engine=engine, sessions=sessions, temporal=TemporalGateway(settings),
             committer=committer, write_keys=WriteKeyCache(),
@@ -58,7 +59,7 @@ def create_app(settings: Settings | None = None) -> Quart:
 
     @app.before_request
     async def assign_request_id() -> None:
-        g.request_id = "req_" + secrets.token_hex(12)
+        g.request_id = new_request_id()
         g.started = time.perf_counter()
 
     @app.after_request
@@ -78,4 +79,6 @@ def create_app(settings: Settings | None = None) -> Quart:
     for blueprint in (health.blueprint, workspaces.blueprint, streams.blueprint, events.blueprint,
                       sources.blueprint, ingest.blueprint):
         app.register_blueprint(blueprint)
+    if settings.ingest_lane:
+        app.asgi_app = IngestLane(app, app.asgi_app)  # type: ignore[method-assign]
     return app

@@ -33,11 +33,15 @@ class APIError(Exception):
         self.headers = headers or {}
 
 
-def error_response(error: APIError) -> Response:
+def error_payload(error: APIError) -> dict[str, Any]:
     body: dict[str, Any] = {"error": {"code": error.code, "message": error.message}}
     if error.details is not None:
         body["error"]["details"] = error.details
-    response = json_response(body, error.status)
+    return body
+
+
+def error_response(error: APIError) -> Response:
+    response = json_response(error_payload(error), error.status)
     response.headers.update(error.headers)
     return response
 
@@ -74,12 +78,20 @@ def register_error_handlers(app: Quart) -> None:
     @app.errorhandler(OperationalError)
     @app.errorhandler(InterfaceError)
     @app.errorhandler(OSError)
-    async def database_unavailable(error: Exception) -> Response:
-        log.error("storage unavailable: %s", error)
-        return error_response(APIError(503, "storage_unavailable", "The database is not answering; nothing was "
-                                       "stored. Retry shortly.", headers={"Retry-After": "1"}))
-
     @app.errorhandler(Exception)
     async def unexpected(error: Exception) -> Response:
-        log.exception("unhandled error")
-        return error_response(APIError(500, "internal_error", "Something went wrong on our side."))
+        return error_response(failure(error))
+
+
+STORAGE_ERRORS = (OperationalError, InterfaceError, OSError)
+
+
+def failure(error: Exception) -> APIError:
+    """What an exception nobody turned into an APIError answers: 503 when the database is not
+    answering (nothing was stored; retry), otherwise a logged 500 that shows no internals."""
+    if isinstance(error, STORAGE_ERRORS):
+        log.error("storage unavailable: %s", error)
+        return APIError(503, "storage_unavailable", "The database is not answering; nothing was stored. "
+                        "Retry shortly.", headers={"Retry-After": "1"})
+    log.error("unhandled error", exc_info=error)
+    return APIError(500, "internal_error", "Something went wrong on our side.")

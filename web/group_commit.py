@@ -1,8 +1,10 @@
 """Group commit for ingestion: concurrent requests share one transaction and one INSERT.
 
 Each request hands its events to `GroupCommitter.submit()` and waits. A loop takes
-everything pending, commits it in one transaction (a single multi-row INSERT, the pubsub
-NOTIFY and any `last_used_at` touch), then answers every request of the group. While one
+everything pending, commits it in one statement — one round trip, one transaction: the
+multi-row INSERT, the pubsub NOTIFY and any `last_used_at` touch (`models.events.commit_events`)
+— then answers every request of the group. The committer has its own small asyncpg pool:
+no ORM, no pre-ping, nothing between the group and Postgres but that statement. While one
 group commits, the next one gathers, so the busier the API, the larger the groups: no timer,
 no added latency when idle. A failed commit fails every request of its group (they answer
 503) and, being one transaction, leaves nothing half-written.
@@ -17,13 +19,12 @@ import uuid
 from collections import defaultdict
 from dataclasses import dataclass, field
 
+import asyncpg
 import orjson
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from models.canonical import CanonicalEvent
-from models.events import insert_events
-from models.sources import SourceRepository, pubsub_topic
+from models.events import commit_events
+from models.sources import pubsub_topic
 
 log = logging.getLogger("headwater.ingest")
 
@@ -43,8 +44,9 @@ class _Request:
 
 
 class GroupCommitter:
-    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
-        self.sessions = sessions
+    def __init__(self, dsn: str) -> None:
+        self.dsn = dsn
+        self._pool: asyncpg.Pool | None = None
         self._pending: list[_Request] = []
         self._wake = asyncio.Event()
         self._slots = asyncio.Semaphore(MAX_IN_FLIGHT)
@@ -53,7 +55,10 @@ class GroupCommitter:
         self._task: asyncio.Task | None = None
         self._closing = False
 
-    def start(self) -> None:
+    async def start(self) -> None:
+        # Connections open lazily: the API starts (and answers 503) while Postgres is down.
+        self._pool = asyncpg.create_pool(self.dsn, min_size=0, max_size=MAX_IN_FLIGHT, max_inactive_connection_lifetime=300)
+        await self._pool
         self._task = asyncio.create_task(self._run(), name="group-commit")
 
     async def close(self) -> None:
@@ -64,6 +69,8 @@ class GroupCommitter:
             await self._task
         if self._inflight:
             await asyncio.gather(*self._inflight, return_exceptions=True)
+        if self._pool is not None:
+            await self._pool.close()
 
     async def submit(self, events: list[CanonicalEvent]) -> dict[str, str]:
         """Commit `events`; returns {event id: original id} for messageId duplicates.
@@ -99,12 +106,10 @@ class GroupCommitter:
     async def _commit(self, group: list[_Request]) -> None:
         events = [event for request in group for event in request.events]
         try:
-            async with self.sessions() as session, session.begin():
-                duplicates = await insert_events(session, events)
-                await self._announce(session, events)
-                touched = self._sources_to_touch(events)
-                if touched:
-                    await SourceRepository(session).touch(touched)
+            assert self._pool is not None, "start() the committer first"
+            async with self._pool.acquire() as conn:
+                duplicates = await commit_events(conn, events, notices=self._notices(events),
+                                                 touch_sources=self._sources_to_touch(events))
         except Exception as exc:
             log.error("group commit of %d events (%d requests) failed: %s", len(events), len(group), exc)
             for request in group:
@@ -117,19 +122,14 @@ class GroupCommitter:
         finally:
             self._slots.release()
 
-    async def _announce(self, session: AsyncSession, events: list[CanonicalEvent]) -> None:
-        """NOTIFY each workspace's pubsub topic once per group (delivered at commit)."""
+    @staticmethod
+    def _notices(events: list[CanonicalEvent]) -> list[tuple[str, str]]:
+        """One NOTIFY per workspace per group, on its pubsub topic (delivered at commit)."""
         per_workspace: dict[uuid.UUID, list[CanonicalEvent]] = defaultdict(list)
         for event in events:
             per_workspace[event.workspace_id].append(event)
-        topics = [pubsub_topic(workspace_id) for workspace_id in per_workspace]
-        payloads = [orjson.dumps({"count": len(batch), "last_id": max(e.id for e in batch)}).decode()
-                    for batch in per_workspace.values()]
-        await session.execute(
-            text("SELECT pg_notify(t.topic, t.payload) FROM unnest(CAST(:topics AS text[]), "
-                 "CAST(:payloads AS text[])) AS t(topic, payload)"),
-            {"topics": topics, "payloads": payloads},
-        )
+        return [(pubsub_topic(workspace_id), orjson.dumps({"count": len(batch), "last_id": max(e.id for e in batch)}).decode())
+                for workspace_id, batch in per_workspace.items()]
 
     def _sources_to_touch(self, events: list[CanonicalEvent]) -> list[uuid.UUID]:
         """Sources whose last_used_at is older than a few seconds: one UPDATE per group at

@@ -1,16 +1,24 @@
 """Source-keyed ingestion: Segment-compatible `/v1/track`, `identify`, `page`, `screen`,
-`group`, `events` and `batch`, authenticated by an event source's write key.
+`group`, `alias`, `events` and `batch`, authenticated by an event source's write key.
 
 A 200 means committed to Postgres: every request waits for its group commit.
+
+The endpoints are written once, against `WireRequest` (headers, query, body, client
+address), so they do not depend on how the request was read. Two adapters serve them: the
+blueprint below (Quart's full request machinery; it also documents the endpoints in the
+OpenAPI schema), and `web.ingest_lane`, an ASGI middleware that answers the same paths before
+Quart sees them, which is how the API serves them by default (see that module for why).
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import time
 import uuid
 import zlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,8 +27,8 @@ from pydantic import BaseModel
 from quart import Blueprint, Response, request
 from quart_schema import document_response
 
-from models.canonical import EventRejected, normalize
-from models.events import new_event_id
+from models.canonical import Arrival, EventRejected, normalize
+from models.ids import new_event_id
 from models.sources import REVOKED, SourceRepository
 from models.timestamps import utcnow
 from web.clientip import client_ip
@@ -38,6 +46,20 @@ KEY_CACHE_SECONDS = 1.0  # a revoked key stops working on every process within t
 
 
 @dataclass(frozen=True)
+class WireRequest:
+    """An ingest request as the endpoints see it, whichever adapter read it."""
+
+    headers: Mapping[str, str]  # lower-case names
+    query: Mapping[str, str]
+    body: bytes
+    client_ip: str | None
+
+    @property
+    def mimetype(self) -> str:
+        return self.headers.get("content-type", "").partition(";")[0].strip().lower()
+
+
+@dataclass(frozen=True)
 class Source:
     id: uuid.UUID
     workspace_id: uuid.UUID
@@ -46,22 +68,31 @@ class Source:
 
 class WriteKeyCache:
     """Write key → source, remembered for a second per process (misses too), so the hot
-    path does not query Postgres per request and a revocation still lands within 2 s."""
+    path does not query Postgres per request and a revocation still lands within 2 s.
+    Concurrent requests for a key that needs (re)loading share one query."""
 
     def __init__(self) -> None:
         self._entries: dict[str, tuple[float, Source | None]] = {}
+        self._loading: dict[str, asyncio.Future[Source | None]] = {}
 
     async def lookup(self, svc: Services, key: str) -> Source | None:
-        now = time.monotonic()
         hit = self._entries.get(key)
-        if hit is not None and now - hit[0] < KEY_CACHE_SECONDS:
+        if hit is not None and time.monotonic() - hit[0] < KEY_CACHE_SECONDS:
             return hit[1]
+        loading = self._loading.get(key)
+        if loading is None:
+            loading = self._loading[key] = asyncio.ensure_future(self._load(svc, key))
+            loading.add_done_callback(lambda _: self._loading.pop(key, None))
+        return await asyncio.shield(loading)
+
+    async def _load(self, svc: Services, key: str) -> Source | None:
+        loaded_at = time.monotonic()
         async with svc.sessions() as session:
             row = await SourceRepository(session).by_key(key)
         source = Source(row.id, row.workspace_id, row.status) if row is not None else None
         if len(self._entries) > 100_000:
             self._entries.clear()
-        self._entries[key] = (now, source)
+        self._entries[key] = (loaded_at, source)
         return source
 
 
@@ -85,14 +116,17 @@ class BatchOut(BaseModel):
     request_id: str
 
 
-async def read_body() -> dict[str, Any]:
+def parse_body(wire: WireRequest) -> tuple[dict[str, Any], bool]:
     """The JSON object of an ingest request: plain or gzip/deflate-encoded, at most 500 KB
-    decoded. analytics.js beacons send text/plain, so that is accepted too."""
-    mimetype = request.mimetype
+    decoded. analytics.js beacons send text/plain, so that is accepted too.
+
+    Also says whether the body may hold a NUL character: in valid JSON it can only be
+    written as the escape `\\u0000`, so when those bytes are absent no event needs the walk."""
+    mimetype = wire.mimetype
     if mimetype and not (is_json_mimetype(mimetype) or mimetype == "text/plain"):
         raise APIError(415, "unsupported_media_type", "Send JSON (Content-Type: application/json).")
-    raw = await request.get_data(as_text=False)
-    encoding = request.headers.get("Content-Encoding", "").strip().lower()
+    raw = wire.body
+    encoding = wire.headers.get("content-encoding", "").strip().lower()
     if encoding in ("gzip", "deflate"):
         try:
             decoder = zlib.decompressobj(wbits=47)  # gzip or zlib, detected from the header
@@ -112,15 +146,15 @@ async def read_body() -> dict[str, Any]:
                        {"position": exc.pos}) from None
     if not isinstance(data, dict):
         raise APIError(400, "body_not_object", "The body must be a JSON object.")
-    return data
+    return data, b"\\u0000" in raw
 
 
-def write_key_from(data: dict[str, Any]) -> str | None:
+def write_key_from(wire: WireRequest, data: dict[str, Any]) -> str | None:
     """The write key, from X-Write-Key, HTTP Basic (username), ?writeKey= or the body."""
-    key = request.headers.get("X-Write-Key")
+    key = wire.headers.get("x-write-key")
     if key:
         return key.strip()
-    authorization = request.headers.get("Authorization", "")
+    authorization = wire.headers.get("authorization", "")
     scheme, _, credentials = authorization.partition(" ")
     if scheme.lower() == "basic" and credentials:
         try:
@@ -129,15 +163,15 @@ def write_key_from(data: dict[str, Any]) -> str | None:
             raise APIError(401, "invalid_authorization", "The Basic credentials are not valid base64.") from None
         if username:
             return username
-    key = request.args.get("writeKey")
+    key = wire.query.get("writeKey")
     if key:
         return key
     key = data.get("writeKey") or data.get("write_key")
     return key if isinstance(key, str) and key else None
 
 
-async def authenticate(svc: Services, data: dict[str, Any]) -> Source:
-    key = write_key_from(data)
+async def authenticate(svc: Services, wire: WireRequest, data: dict[str, Any]) -> Source:
+    key = write_key_from(wire, data)
     if not key:
         raise APIError(401, "missing_write_key", "Send the source's write key: X-Write-Key header, "
                        "HTTP Basic username, ?writeKey= or writeKey in the body.")
@@ -147,11 +181,6 @@ async def authenticate(svc: Services, data: dict[str, Any]) -> Source:
     if source.status == REVOKED:
         raise APIError(401, "source_revoked", "This source has been revoked; its write key no longer works.")
     return source
-
-
-def request_ip(svc: Services) -> str | None:
-    ip = client_ip(svc.settings.trusted_proxies)
-    return None if ip == "unknown" else ip
 
 
 def _rejection(exc: EventRejected) -> APIError:
@@ -168,29 +197,77 @@ async def commit(svc: Services, events: list) -> dict[str, str]:
                        "Retry the request.", headers={"Retry-After": "1"}) from None
 
 
-async def ingest_one(event_type: str | None) -> Response:
-    svc = services()
-    data = await read_body()
-    source = await authenticate(svc, data)
-    if find_nul(data) is not None:
+async def ingest_single(svc: Services, wire: WireRequest, event_type: str | None) -> dict[str, Any]:
+    """One event (`/v1/track` …, or `/v1/events` with the type in the body)."""
+    data, may_hold_nul = parse_body(wire)
+    source = await authenticate(svc, wire, data)
+    if may_hold_nul and find_nul(data) is not None:
         raise APIError(400, "invalid_string", "Strings must not contain the NUL character (\\u0000).")
     event_id = new_event_id()
     try:
-        event = normalize(data, event_type=event_type, event_id=event_id, workspace_id=source.workspace_id,
-                          source_id=source.id, received_at=utcnow(), client_ip=request_ip(svc))
+        event = normalize(data, event_type=event_type, event_id=event_id,
+                          arrival=Arrival(source.workspace_id, source.id, utcnow(), wire.client_ip))
     except EventRejected as exc:
         raise _rejection(exc) from None
     duplicates = await commit(svc, [event])
-    return json_response({"success": True, "id": duplicates.get(event_id, event_id)})
+    return {"success": True, "id": duplicates.get(event_id, event_id)}
+
+
+async def ingest_batch(svc: Services, wire: WireRequest) -> dict[str, Any]:
+    """`{"batch": [...]}`: valid events are stored even when others are rejected."""
+    data, may_hold_nul = parse_body(wire)
+    source = await authenticate(svc, wire, data)
+    items = data.get("batch")
+    if not isinstance(items, list):
+        raise APIError(400, "invalid_batch", "The body must be {\"batch\": [...]}.")
+    if len(items) > MAX_BATCH_EVENTS:
+        raise APIError(413, "batch_too_large", f"A batch holds at most {MAX_BATCH_EVENTS} events; got {len(items)}.")
+    envelope = {k: data[k] for k in ("context", "integrations", "sentAt", "sent_at") if k in data}
+    if may_hold_nul and find_nul(envelope) is not None:
+        raise APIError(400, "invalid_string", "Strings must not contain the NUL character (\\u0000).")
+    arrival = Arrival(source.workspace_id, source.id, utcnow(), wire.client_ip, envelope)
+    events, rejected = [], []
+    for index, item in enumerate(items):
+        try:
+            if may_hold_nul and find_nul(item) is not None:
+                raise EventRejected("invalid_string", "strings must not contain the NUL character")
+            events.append(normalize(item, event_type=None, event_id=new_event_id(), arrival=arrival))
+        except EventRejected as exc:
+            message = f"{exc.field}: {exc.message}" if exc.field and not exc.message.startswith(exc.field) else exc.message
+            rejected.append({"index": index, "code": exc.code, "message": message})
+    duplicates = await commit(svc, events) if events else {}
+    ids = [duplicates.get(e.id, e.id) for e in events]
+    return {"success": True, "accepted": len(events), "ids": ids, "rejected": rejected}
+
+
+# The ingest paths, for the ASGI lane: path -> event type (None: from the body; BATCH: /v1/batch).
+BATCH = "batch"
+PATHS: dict[str, str | None] = {}
+
+
+async def dispatch(svc: Services, wire: WireRequest, kind: str | None) -> dict[str, Any]:
+    return await (ingest_batch(svc, wire) if kind == BATCH else ingest_single(svc, wire, kind))
+
+
+# The Quart adapter.
+
+async def quart_wire(svc: Services) -> WireRequest:
+    ip = client_ip(svc.settings.trusted_proxies)
+    return WireRequest(
+        headers={name.lower(): value for name, value in request.headers.items()}, query=request.args,
+        body=await request.get_data(as_text=False), client_ip=None if ip == "unknown" else ip,
+    )
 
 
 def _route(path: str, event_type: str | None, doc: str):
     async def endpoint() -> Response:
-        return await ingest_one(event_type)
+        svc = services()
+        return json_response(await ingest_single(svc, await quart_wire(svc), event_type))
 
     endpoint.__name__ = f"ingest_{path}"
     endpoint.__doc__ = doc
     blueprint.post(f"/{path}")(document_response(TrackOut)(endpoint))
+    PATHS[f"{blueprint.url_prefix}/{path}"] = event_type
 
 
 _route("track", "track", "Record a user action (`event` required).")
@@ -209,28 +286,7 @@ async def batch() -> Response:
     """Up to 2,500 events of any type in `{"batch": [...]}`. Valid events are stored even when
     others are rejected; each rejection names its index."""
     svc = services()
-    data = await read_body()
-    source = await authenticate(svc, data)
-    items = data.get("batch")
-    if not isinstance(items, list):
-        raise APIError(400, "invalid_batch", "The body must be {\"batch\": [...]}.")
-    if len(items) > MAX_BATCH_EVENTS:
-        raise APIError(413, "batch_too_large", f"A batch holds at most {MAX_BATCH_EVENTS} events; got {len(items)}.")
-    envelope = {k: data[k] for k in ("context", "integrations", "sentAt", "sent_at") if k in data}
-    if find_nul(envelope) is not None:
-        raise APIError(400, "invalid_string", "Strings must not contain the NUL character (\\u0000).")
-    received_at = utcnow()
-    ip = request_ip(svc)
-    events, rejected = [], []
-    for index, item in enumerate(items):
-        try:
-            if find_nul(item) is not None:
-                raise EventRejected("invalid_string", "strings must not contain the NUL character")
-            events.append(normalize(item, event_type=None, event_id=new_event_id(), workspace_id=source.workspace_id,
-                                    source_id=source.id, received_at=received_at, client_ip=ip, envelope=envelope))
-        except EventRejected as exc:
-            message = f"{exc.field}: {exc.message}" if exc.field and not exc.message.startswith(exc.field) else exc.message
-            rejected.append({"index": index, "code": exc.code, "message": message})
-    duplicates = await commit(svc, events) if events else {}
-    ids = [duplicates.get(e.id, e.id) for e in events]
-    return json_response({"success": True, "accepted": len(events), "ids": ids, "rejected": rejected})
+    return json_response(await ingest_batch(svc, await quart_wire(svc)))
+
+
+PATHS[f"{blueprint.url_prefix}/batch"] = BATCH

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import secrets
 from typing import Any
 
 import orjson
 from quart import Response, g
+
+
+def new_request_id() -> str:
+    return "req_" + secrets.token_hex(12)
 
 
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:

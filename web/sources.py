@@ -11,8 +11,8 @@ from pydantic import BaseModel, ConfigDict, StringConstraints
 from quart import Blueprint, Response, g
 from quart_schema import document_response
 
-from models.canonical import normalize
-from models.events import new_event_id
+from models.canonical import Arrival, normalize
+from models.ids import new_event_id
 from models.sources import ACTIVE, EventSource, SourceRepository, pubsub_topic
 from models.timestamps import iso, utcnow
 from web.auth import master_key_for_workspace, parse_uuid
@@ -116,8 +116,7 @@ async def test_event(workspace_id: uuid.UUID, key_id: str) -> Response:
     event = normalize(
         {"type": "track", "event": TEST_EVENT_NAME, "anonymous_id": "headwater-test-event",
          "properties": {"source_name": source.name}, "context": {"library": {"name": "headwater-test-event"}}},
-        event_type="track", event_id=event_id, workspace_id=workspace_id, source_id=source.id,
-        received_at=utcnow(), client_ip=None,
+        event_type="track", event_id=event_id, arrival=Arrival(workspace_id, source.id, utcnow(), None),
     )
     duplicates = await commit(svc, [event])
     return json_response({"id": duplicates.get(event_id, event_id)})

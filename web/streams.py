@@ -20,7 +20,7 @@ from temporalio.service import RPCError
 
 from activities.redaction import redact_audit_event
 from models.canonical import AuditEventIn, audit_body
-from models.events import new_event_id
+from models.ids import new_event_id
 from models.rate_limits import LimitExceeded, Quota, consume
 from models.streams import (
     NewStreamEvent,

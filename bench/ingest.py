@@ -1,0 +1,75 @@
+"""Ingest benchmark. In one run, on this machine, with the load generator in its own process:
+
+1. the generator's ceiling against a server that does nothing;
+2. baseline: a minimal Quart app that parses the JSON and does one INSERT per request;
+3. Headwater /v1/track, single events, 64 connections (target: >= 1.3x the baseline);
+4. Headwater /v1/track at 500 req/s offered (target: p99 < 50 ms);
+5. Headwater /v1/batch, 100 events per request (target: >= 20,000 events/s);
+6. the API process's RSS at the end (target: < 300 MB).
+"""
+
+from __future__ import annotations
+
+import platform
+
+import orjson
+import psutil
+
+from bench.stack import bench_stack, load, serve
+from devstack.processes import free_port
+
+SECONDS = 10
+
+TRACK = {"event": "purchase_completed", "userId": "user-123",
+         "properties": {"order_id": "ORD-456", "total": 99.99, "currency": "USD", "items": ["SKU-001", "SKU-002"]},
+         "context": {"ip": "203.0.113.1", "user_agent": "Mozilla/5.0"}}
+
+
+def main() -> None:
+    print(f"machine: {platform.machine()}, {psutil.cpu_count()} cores, "
+          f"{psutil.virtual_memory().total / 2**30:.0f} GiB, Python {platform.python_version()}")
+    with bench_stack() as stack:
+        env = {"DATABASE_URL": stack.database_url, "TEMPORAL_ADDRESS": "127.0.0.1:1"}
+        track_body = orjson.dumps(TRACK)
+        batch_body = orjson.dumps({"batch": [{**TRACK, "type": "track"} for _ in range(100)]})
+        key = [f"X-Write-Key: {stack.write_key}"]
+
+        port = free_port()
+        with serve(["-m", "bench.null_server", str(port)], port, {}):
+            ceiling = load(f"http://127.0.0.1:{port}/v1/track", track_body, stack.tmp, seconds=5)
+        print(f"1. generator ceiling (null server):       {ceiling['rps']:>9,.0f} req/s")
+
+        port = free_port()
+        with serve(["-m", "bench.baseline_app", str(port)], port, env):
+            base = load(f"http://127.0.0.1:{port}/v1/track", track_body, stack.tmp, seconds=SECONDS)
+        print(f"2. baseline (Quart, 1 INSERT/request):    {base['rps']:>9,.0f} events/s  p99 {base['p99_ms']} ms"
+              f"  errors {base['errors']}")
+
+        port = free_port()
+        with serve(["-m", "web"], port, {**env, "HEADWATER_PORT": str(port)}) as api:
+            url = f"http://127.0.0.1:{port}"
+            track = load(f"{url}/v1/track", track_body, stack.tmp, headers=key, seconds=SECONDS)
+            print(f"3. Headwater /v1/track, 64 connections:   {track['rps']:>9,.0f} events/s  p99 {track['p99_ms']} ms"
+                  f"  errors {track['errors']}")
+            paced = load(f"{url}/v1/track", track_body, stack.tmp, headers=key, seconds=SECONDS, rate=500)
+            print(f"4. Headwater /v1/track at 500 req/s:       {paced['rps']:>9,.0f} req/s     p50 {paced['p50_ms']} ms"
+                  f"  p99 {paced['p99_ms']} ms  errors {paced['errors']}")
+            batch = load(f"{url}/v1/batch", batch_body, stack.tmp, headers=key, seconds=SECONDS, connections=16)
+            events = batch["rps"] * 100
+            print(f"5. Headwater /v1/batch, 100 per request:  {events:>9,.0f} events/s  p99 {batch['p99_ms']} ms"
+                  f"  errors {batch['errors']}")
+            rss = api.memory_info().rss / 2**20
+        print(f"6. API process RSS at the end:            {rss:>9,.0f} MB")
+
+    ratio = track["rps"] / base["rps"]
+    print()
+    print(f"ratio /v1/track / baseline:   {ratio:.2f}x   (target >= 1.3)  {'ok' if ratio >= 1.3 else 'MISSED'}")
+    print(f"p99 at 500 req/s:             {paced['p99_ms']} ms (target < 50)  {'ok' if paced['p99_ms'] < 50 else 'MISSED'}")
+    print(f"/v1/batch events/s:           {events:,.0f}      (target >= 20,000)  {'ok' if events >= 20000 else 'MISSED'}")
+    print(f"ratio /v1/batch / baseline:   {events / base['rps']:.1f}x")
+    print(f"API RSS:                      {rss:.0f} MB     (target < 300)  {'ok' if rss < 300 else 'MISSED'}")
+    print(f"generator headroom:           {ceiling['rps'] / max(track['rps'], 1):.1f}x the fastest measured req/s")
+
+
+if __name__ == "__main__":
+    main()

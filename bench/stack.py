@@ -1,0 +1,91 @@
+"""What a benchmark needs around it: a Postgres (embedded in a temp dir, or DATABASE_URL),
+migrated, with a workspace and a source; and server processes it can start and measure."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+
+from devstack.migrate import upgrade
+from devstack.postgres import EmbeddedPostgres, ensure_database
+from devstack.processes import child_preexec, free_port, stop_process, wait_for_port
+from models.db import create_engine, session_factory
+from models.sources import SourceRepository
+from models.workspaces import WorkspaceRepository
+from settings import Settings
+
+
+@dataclass
+class BenchStack:
+    database_url: str
+    write_key: str
+    tmp: Path
+
+
+async def _prepare(url: str) -> str:
+    settings = Settings(database_url=url)
+    engine = create_engine(settings, pool_size=1)
+    async with session_factory(engine)() as session, session.begin():
+        workspace = await WorkspaceRepository(session).create("bench")
+        source = await SourceRepository(session).create(workspace.id, "bench", None)
+    await engine.dispose()
+    return source.key
+
+
+@contextmanager
+def bench_stack() -> Iterator[BenchStack]:
+    with tempfile.TemporaryDirectory(prefix="headwater-bench-") as tmp:
+        configured = Settings().database_url
+        server = None
+        if configured:
+            url = configured
+        else:
+            server = EmbeddedPostgres(Path(tmp) / "pg", free_port())
+            server.start()
+            asyncio.run(ensure_database(server.url(), "bench"))
+            url = server.url("bench")
+        try:
+            upgrade(url)
+            yield BenchStack(database_url=url, write_key=asyncio.run(_prepare(url)), tmp=Path(tmp))
+        finally:
+            if server is not None:
+                server.stop()
+
+
+@contextmanager
+def serve(args: list[str], port: int, env: dict[str, str]) -> Iterator[psutil.Process]:
+    """Run a server process; yields it (for RSS) once it listens."""
+    full_env = {**os.environ, **env}
+    with open(os.devnull, "wb") as devnull:
+        process = subprocess.Popen([sys.executable, *args], env=full_env, stdout=devnull, stderr=devnull,
+                                   preexec_fn=child_preexec)
+    try:
+        wait_for_port("127.0.0.1", port, 60, process, what=" ".join(args))
+        yield psutil.Process(process.pid)
+    finally:
+        stop_process(process)
+
+
+def load(url: str, body: bytes, tmp: Path, *, headers: list[str] = (), connections: int = 64,
+         seconds: float = 10, rate: float | None = None) -> dict:
+    """Run the load generator in its own process; returns its JSON result."""
+    body_file = tmp / f"body-{len(body)}.json"
+    body_file.write_bytes(body)
+    args = [sys.executable, "-m", "bench.loadgen", url, "--body", str(body_file), "--connections", str(connections),
+            "--seconds", str(seconds)]
+    for header in headers:
+        args += ["--header", header]
+    if rate:
+        args += ["--rate", str(rate)]
+    out = subprocess.run(args, check=True, capture_output=True, text=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])

@@ -1,0 +1,53 @@
+"""Event ids: `evt_` + a ULID (48-bit millisecond time, 80 random bits, Crockford base32).
+
+Generated here rather than with python-ulid's `ULID()` for two reasons: ingest mints one id
+per event on the hot path (this is about 5x cheaper), and ids are *monotonic within a
+process* — within one millisecond the random part is incremented instead of redrawn, as the
+ULID spec's monotonic mode describes — so a batch's events sort in the order they were sent.
+The strings parse with any ULID library.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+
+_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+_PAIRS = [a + b for a in _ALPHABET for b in _ALPHABET]  # 10 bits -> 2 characters
+_RANDOM_BITS = 80
+_RANDOM_MAX = (1 << _RANDOM_BITS) - 1
+
+
+def _encode(value: int, pairs: int) -> str:
+    return "".join([_PAIRS[(value >> shift) & 1023] for shift in range(10 * (pairs - 1), -1, -10)])
+
+
+class MonotonicUlids:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._ms = -1
+        self._prefix = ""
+        self._random = 0
+
+    def new(self) -> str:
+        with self._lock:
+            ms = time.time_ns() // 1_000_000
+            if ms > self._ms:
+                self._ms = ms
+                self._prefix = _encode(ms, 5)  # 50 bits: the first character is 0-7, as in the spec
+                self._random = int.from_bytes(os.urandom(10), "big") >> 1  # room to increment
+            else:  # same millisecond, or the clock stepped back: keep order
+                self._random += 1
+                if self._random > _RANDOM_MAX:
+                    self._ms += 1
+                    self._prefix = _encode(self._ms, 5)
+                    self._random = int.from_bytes(os.urandom(10), "big") >> 1
+            return self._prefix + _encode(self._random, 8)
+
+
+_ulids = MonotonicUlids()
+
+
+def new_event_id() -> str:
+    return "evt_" + _ulids.new()

@@ -5,12 +5,15 @@
 3. Headwater /v1/track, single events, 64 connections (target: >= 1.3x the baseline);
 4. Headwater /v1/track at 500 req/s offered (target: p99 < 50 ms);
 5. Headwater /v1/batch, 100 events per request (target: >= 20,000 events/s);
-6. the API process's RSS at the end (target: < 300 MB).
+6. /v1/batch with an active `warn` contract of 10 properties, half the events violating it,
+   against the same batches before the contract existed (target: >= 0.85);
+7. the API process's RSS at the end (target: < 300 MB).
 """
 
 from __future__ import annotations
 
 import platform
+import time
 
 import orjson
 import psutil
@@ -19,6 +22,17 @@ from bench.stack import bench_stack, load, serve
 from devstack.processes import free_port
 
 SECONDS = 10
+
+CONTRACT_PROPERTIES = {f"field_{i}": {"type": "string" if i % 2 else "number", "required": True} for i in range(10)}
+
+
+def checkout_step(i: int) -> dict:
+    """10 properties; every other event has one of the wrong type."""
+    properties = {f"field_{n}": (f"v{n}" if n % 2 else n) for n in range(10)}
+    if i % 2:
+        properties["field_0"] = "not a number"
+    return {"type": "track", "event": "checkout_step", "userId": f"user-{i}", "properties": properties}
+
 
 TRACK = {"event": "purchase_completed", "userId": "user-123",
          "properties": {"order_id": "ORD-456", "total": 99.99, "currency": "USD", "items": ["SKU-001", "SKU-002"]},
@@ -58,8 +72,19 @@ def main() -> None:
             events = batch["rps"] * 100
             print(f"5. Headwater /v1/batch, 100 per request:  {events:>9,.0f} events/s  p99 {batch['p99_ms']} ms"
                   f"  errors {batch['errors']}")
+            contract_body = orjson.dumps({"batch": [checkout_step(i) for i in range(100)]})
+            plain = load(f"{url}/v1/batch", contract_body, stack.tmp, headers=key, seconds=SECONDS, connections=16)
+            stack.add_contract(name="Checkout step", description=None, event_type="track", event_name="checkout_step",
+                               schema_definition={"properties": CONTRACT_PROPERTIES}, enforcement_mode="warn",
+                               undeclared_fields="allow")
+            time.sleep(1.5)  # the API's contract cache
+            checked = load(f"{url}/v1/batch", contract_body, stack.tmp, headers=key, seconds=SECONDS, connections=16)
+            contract_ratio = checked["rps"] / max(plain["rps"], 0.1)
+            print(f"6. /v1/batch, 10 properties, no contract:  {plain['rps'] * 100:>9,.0f} events/s")
+            print(f"   same with a warn contract, half violating:{checked['rps'] * 100:>8,.0f} events/s  errors "
+                  f"{checked['errors']}")
             rss = api.memory_info().rss / 2**20
-        print(f"6. API process RSS at the end:            {rss:>9,.0f} MB")
+        print(f"7. API process RSS at the end:            {rss:>9,.0f} MB")
 
     ratio = track["rps"] / base["rps"]
     print()
@@ -67,6 +92,8 @@ def main() -> None:
     print(f"p99 at 500 req/s:             {paced['p99_ms']} ms (target < 50)  {'ok' if paced['p99_ms'] < 50 else 'MISSED'}")
     print(f"/v1/batch events/s:           {events:,.0f}      (target >= 20,000)  {'ok' if events >= 20000 else 'MISSED'}")
     print(f"ratio /v1/batch / baseline:   {events / base['rps']:.1f}x")
+    print(f"contract / no contract:       {contract_ratio:.2f}x   (target >= 0.85)  "
+          f"{'ok' if contract_ratio >= 0.85 else 'MISSED'}")
     print(f"API RSS:                      {rss:.0f} MB     (target < 300)  {'ok' if rss < 300 else 'MISSED'}")
     print(f"generator headroom:           {ceiling['rps'] / max(track['rps'], 1):.1f}x the fastest measured req/s")
 

@@ -9,16 +9,20 @@ import os
 import subprocess
 import sys
 import tempfile
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import psutil
 
 from devstack.migrate import upgrade
 from devstack.postgres import EmbeddedPostgres, ensure_database
 from devstack.processes import child_preexec, free_port, stop_process, wait_for_port
+from models.contract_checks import compile_schema
+from models.contracts import ContractRepository
 from models.db import create_engine, session_factory
 from models.sources import SourceRepository
 from models.workspaces import WorkspaceRepository
@@ -28,18 +32,30 @@ from settings import Settings
 @dataclass
 class BenchStack:
     database_url: str
+    workspace_id: uuid.UUID
     write_key: str
     tmp: Path
 
+    def add_contract(self, **fields: Any) -> None:
+        """Create an active contract directly in the database (API processes pick it up within 1 s)."""
+        async def create() -> None:
+            engine = create_engine(Settings(database_url=self.database_url), pool_size=1)
+            async with session_factory(engine)() as session, session.begin():
+                await ContractRepository(session).create(
+                    self.workspace_id, json_schema=compile_schema(fields["schema_definition"]), **fields)
+            await engine.dispose()
 
-async def _prepare(url: str) -> str:
+        asyncio.run(create())
+
+
+async def _prepare(url: str) -> tuple[uuid.UUID, str]:
     settings = Settings(database_url=url)
     engine = create_engine(settings, pool_size=1)
     async with session_factory(engine)() as session, session.begin():
         workspace = await WorkspaceRepository(session).create("bench")
         source = await SourceRepository(session).create(workspace.id, "bench", None)
     await engine.dispose()
-    return source.key
+    return workspace.id, source.key
 
 
 @contextmanager
@@ -56,7 +72,8 @@ def bench_stack() -> Iterator[BenchStack]:
             url = server.url("bench")
         try:
             upgrade(url)
-            yield BenchStack(database_url=url, write_key=asyncio.run(_prepare(url)), tmp=Path(tmp))
+            workspace_id, write_key = asyncio.run(_prepare(url))
+            yield BenchStack(database_url=url, workspace_id=workspace_id, write_key=write_key, tmp=Path(tmp))
         finally:
             if server is not None:
                 server.stop()

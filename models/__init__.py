@@ -5,10 +5,11 @@ that calls them owns the transaction.
 """
 
 from models.base import Base
+from models.contracts import ContractViolation, EventContract
 from models.events import Event
 from models.rate_limits import RateLimitCounter
 from models.sources import EventSource
 from models.streams import Stream, StreamEvent
 from models.workspaces import MasterKey, Workspace
 
-__all__ = ["Base", "Event", "EventSource", "MasterKey", "RateLimitCounter", "Stream", "StreamEvent", "Workspace"]
+__all__ = ["Base", "ContractViolation", "Event", "EventContract", "EventSource", "MasterKey", "RateLimitCounter", "Stream", "StreamEvent", "Workspace"]

@@ -128,8 +128,19 @@ WITH inserted AS (
     RETURNING id
 ), touched AS (
     UPDATE event_sources SET last_used_at = now() WHERE id = ANY($4::uuid[]) RETURNING id
+), violations AS (
+    -- a warned event's violations only if the event itself was stored (not a duplicate)
+    INSERT INTO contract_violations (workspace_id, contract_id, event_id, event_type, event_name, source_id,
+                                     path, kind, message, action)
+    SELECT v.workspace_id, v.contract_id, v.event_id, v.event_type, v.event_name, v.source_id,
+           v.path, v.kind, v.message, v.action
+    FROM json_to_recordset($5::json) AS v(workspace_id uuid, contract_id uuid, event_id text, event_type text,
+         event_name text, source_id uuid, path text, kind text, message text, action text)
+    WHERE v.event_id IS NULL OR v.event_id IN (SELECT id FROM inserted)
+    RETURNING 1
 )
 SELECT ARRAY(SELECT id FROM inserted) AS ids,
+       (SELECT count(*) FROM violations) AS violations,
        (SELECT count(pg_notify(n.topic, n.payload))
         FROM unnest($2::text[], $3::text[]) AS n(topic, payload)) AS announced,
        (SELECT count(*) FROM touched) AS touched
@@ -148,20 +159,23 @@ async def commit_events(
     *,
     notices: list[tuple[str, str]] = (),
     touch_sources: list[uuid.UUID] = (),
+    violations: list[dict[str, Any]] = (),
 ) -> dict[str, str]:
     """Store `events` in one statement (see `_COMMIT_GROUP`), with the NOTIFYs `notices`
-    (topic, payload) and a last_used_at touch of `touch_sources`. Runs outside any explicit
-    transaction: the statement is its own.
+    (topic, payload), a last_used_at touch of `touch_sources` and contract `violations`
+    (rows of contract_violations; `event_id` None for a blocked event). Runs outside any
+    explicit transaction: the statement is its own.
 
     Returns, for each event that was NOT stored because its (workspace, messageId) already
     exists, the id of the event that holds it: the caller acknowledges the original id.
     """
-    if not events:
+    if not events and not violations:
         return {}
     rows = orjson.dumps(events, default=str).decode()  # default: UUIDs of other classes (asyncpg's)
     topics = [topic for topic, _ in notices]
     payloads = [payload for _, payload in notices]
-    row = await conn.fetchrow(_COMMIT_GROUP, rows, topics, payloads, list(touch_sources))
+    row = await conn.fetchrow(_COMMIT_GROUP, rows, topics, payloads, list(touch_sources),
+                              orjson.dumps(list(violations), default=str).decode())
     inserted = set(row["ids"])
     if len(inserted) == len(events):
         return {}

@@ -12,6 +12,7 @@ from quart_schema import Info, QuartSchema
 from models.db import create_engine, session_factory
 from settings import Settings, get_settings
 from web.errors import register_error_handlers
+from web.contracts import ContractBook
 from web.group_commit import GroupCommitter
 from web.ingest import WriteKeyCache
 from web.ingest_lane import IngestLane
@@ -48,7 +49,7 @@ def create_app(settings: Settings | None = None) -> Quart:
         await committer.start()
         app.extensions["headwater"] = Services(
             settings=settings, engine=engine, sessions=sessions, temporal=TemporalGateway(settings),
-            committer=committer, write_keys=WriteKeyCache(),
+            committer=committer, write_keys=WriteKeyCache(), contracts=ContractBook(),
         )
 
     @app.after_serving
@@ -74,10 +75,10 @@ def create_app(settings: Settings | None = None) -> Quart:
 
     register_error_handlers(app)
 
-    from web import events, health, ingest, sources, streams, workspaces
+    from web import contracts, events, health, ingest, sources, streams, workspaces
 
     for blueprint in (health.blueprint, workspaces.blueprint, streams.blueprint, events.blueprint,
-                      sources.blueprint, ingest.blueprint):
+                      sources.blueprint, contracts.blueprint, ingest.blueprint):
         app.register_blueprint(blueprint)
     if settings.ingest_lane:
         app.asgi_app = IngestLane(app, app.asgi_app)  # type: ignore[method-assign]

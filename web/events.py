@@ -6,15 +6,15 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
-from quart import Blueprint, Response, request
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from quart import Blueprint, Response
 from quart_schema import document_querystring, document_response
 
 from models.events import EventFilters, EventRepository, decode_cursor
 from models.timestamps import parse_iso
 from web.auth import master_key_for_workspace
 from web.errors import APIError
-from web.jsonio import validation_details
+from web.jsonio import parse_query
 from web.responses import json_response
 from web.services import services
 
@@ -59,17 +59,6 @@ class EventPage(BaseModel):
     data: list[EventOut]
     next_cursor: str | None
     request_id: str
-
-
-def parse_query(model: type[BaseModel]) -> Any:
-    args = request.args
-    repeated = [k for k in args if len(args.getlist(k)) > 1]
-    if repeated:
-        raise APIError(400, "invalid_query", f"Give each query parameter once: {', '.join(repeated)}.")
-    try:
-        return model.model_validate(args.to_dict())
-    except ValidationError as exc:
-        raise APIError(400, "invalid_query", "The query string is not valid.", validation_details(exc)) from None
 
 
 @blueprint.get("")

@@ -18,6 +18,7 @@ import time
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass, field
+from typing import Any
 
 import asyncpg
 import orjson
@@ -40,6 +41,7 @@ class CommitFailed(Exception):
 @dataclass
 class _Request:
     events: list[CanonicalEvent]
+    violations: list[dict[str, Any]]
     done: asyncio.Future[dict[str, str]] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
 
 
@@ -72,12 +74,12 @@ class GroupCommitter:
         if self._pool is not None:
             await self._pool.close()
 
-    async def submit(self, events: list[CanonicalEvent]) -> dict[str, str]:
-        """Commit `events`; returns {event id: original id} for messageId duplicates.
-        Raises CommitFailed if the group's transaction failed."""
+    async def submit(self, events: list[CanonicalEvent], violations: list[dict[str, Any]] = ()) -> dict[str, str]:
+        """Commit `events` and their contract `violations`; returns {event id: original id}
+        for messageId duplicates. Raises CommitFailed if the group's transaction failed."""
         if self._closing:
             raise CommitFailed("shutting down")
-        request = _Request(events)
+        request = _Request(events, list(violations))
         self._pending.append(request)
         self._wake.set()
         return await request.done
@@ -105,11 +107,13 @@ class GroupCommitter:
 
     async def _commit(self, group: list[_Request]) -> None:
         events = [event for request in group for event in request.events]
+        violations = [violation for request in group for violation in request.violations]
         try:
             assert self._pool is not None, "start() the committer first"
             async with self._pool.acquire() as conn:
                 duplicates = await commit_events(conn, events, notices=self._notices(events),
-                                                 touch_sources=self._sources_to_touch(events))
+                                                 touch_sources=self._sources_to_touch(events),
+                                                 violations=violations)
         except Exception as exc:
             log.error("group commit of %d events (%d requests) failed: %s", len(events), len(group), exc)
             for request in group:

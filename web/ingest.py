@@ -12,10 +12,8 @@ Quart sees them, which is how the API serves them by default (see that module fo
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
-import time
 import uuid
 import zlib
 from collections.abc import Mapping
@@ -31,7 +29,9 @@ from models.canonical import Arrival, EventRejected, normalize
 from models.ids import new_event_id
 from models.sources import REVOKED, SourceRepository
 from models.timestamps import utcnow
+from web.cache import RefreshingCache
 from web.clientip import client_ip
+from web.contracts import enforce, public_violations
 from web.errors import APIError
 from web.group_commit import CommitFailed
 from web.jsonio import find_nul, is_json_mimetype
@@ -68,32 +68,18 @@ class Source:
 
 class WriteKeyCache:
     """Write key → source, remembered for a second per process (misses too), so the hot
-    path does not query Postgres per request and a revocation still lands within 2 s.
-    Concurrent requests for a key that needs (re)loading share one query."""
+    path does not query Postgres per request and a revocation still lands within 2 s."""
 
     def __init__(self) -> None:
-        self._entries: dict[str, tuple[float, Source | None]] = {}
-        self._loading: dict[str, asyncio.Future[Source | None]] = {}
+        self._cache: RefreshingCache[Source | None] = RefreshingCache(KEY_CACHE_SECONDS)
 
     async def lookup(self, svc: Services, key: str) -> Source | None:
-        hit = self._entries.get(key)
-        if hit is not None and time.monotonic() - hit[0] < KEY_CACHE_SECONDS:
-            return hit[1]
-        loading = self._loading.get(key)
-        if loading is None:
-            loading = self._loading[key] = asyncio.ensure_future(self._load(svc, key))
-            loading.add_done_callback(lambda _: self._loading.pop(key, None))
-        return await asyncio.shield(loading)
+        async def load() -> Source | None:
+            async with svc.sessions() as session:
+                row = await SourceRepository(session).by_key(key)
+            return Source(row.id, row.workspace_id, row.status) if row is not None else None
 
-    async def _load(self, svc: Services, key: str) -> Source | None:
-        loaded_at = time.monotonic()
-        async with svc.sessions() as session:
-            row = await SourceRepository(session).by_key(key)
-        source = Source(row.id, row.workspace_id, row.status) if row is not None else None
-        if len(self._entries) > 100_000:
-            self._entries.clear()
-        self._entries[key] = (loaded_at, source)
-        return source
+        return await self._cache.get(key, load)
 
 
 class TrackOut(BaseModel):
@@ -102,10 +88,17 @@ class TrackOut(BaseModel):
     request_id: str
 
 
+class ViolationBrief(BaseModel):
+    path: str
+    kind: str
+    message: str
+
+
 class Rejection(BaseModel):
     index: int
     code: str
     message: str
+    violations: list[ViolationBrief] | None = None
 
 
 class BatchOut(BaseModel):
@@ -189,9 +182,9 @@ def _rejection(exc: EventRejected) -> APIError:
     return APIError(status, exc.code, exc.message, details)
 
 
-async def commit(svc: Services, events: list) -> dict[str, str]:
+async def commit(svc: Services, events: list, violations: list[dict[str, Any]] = ()) -> dict[str, str]:
     try:
-        return await svc.committer.submit(events)
+        return await svc.committer.submit(events, violations)
     except CommitFailed:
         raise APIError(503, "commit_failed", "The events could not be stored right now; nothing was kept. "
                        "Retry the request.", headers={"Retry-After": "1"}) from None
@@ -209,7 +202,12 @@ async def ingest_single(svc: Services, wire: WireRequest, event_type: str | None
                           arrival=Arrival(source.workspace_id, source.id, utcnow(), wire.client_ip))
     except EventRejected as exc:
         raise _rejection(exc) from None
-    duplicates = await commit(svc, [event])
+    blocked, violations = enforce(await svc.contracts.for_workspace(svc, source.workspace_id), event)
+    if blocked:
+        await commit(svc, [], violations)  # the violations are recorded; the event is not stored
+        raise APIError(422, "contract_violation", "The event violates its contract, which blocks it: nothing was "
+                       "stored.", public_violations(violations))
+    duplicates = await commit(svc, [event], violations)
     return {"success": True, "id": duplicates.get(event_id, event_id)}
 
 
@@ -226,16 +224,25 @@ async def ingest_batch(svc: Services, wire: WireRequest) -> dict[str, Any]:
     if may_hold_nul and find_nul(envelope) is not None:
         raise APIError(400, "invalid_string", "Strings must not contain the NUL character (\\u0000).")
     arrival = Arrival(source.workspace_id, source.id, utcnow(), wire.client_ip, envelope)
-    events, rejected = [], []
+    book = await svc.contracts.for_workspace(svc, source.workspace_id)
+    events, rejected, violations = [], [], []
     for index, item in enumerate(items):
         try:
             if may_hold_nul and find_nul(item) is not None:
                 raise EventRejected("invalid_string", "strings must not contain the NUL character")
-            events.append(normalize(item, event_type=None, event_id=new_event_id(), arrival=arrival))
+            event = normalize(item, event_type=None, event_id=new_event_id(), arrival=arrival)
         except EventRejected as exc:
             message = f"{exc.field}: {exc.message}" if exc.field and not exc.message.startswith(exc.field) else exc.message
             rejected.append({"index": index, "code": exc.code, "message": message})
-    duplicates = await commit(svc, events) if events else {}
+            continue
+        blocked, found = enforce(book, event)
+        violations += found
+        if blocked:
+            rejected.append({"index": index, "code": "contract_violation", "message": "the event violates its "
+                             "contract, which blocks it", "violations": public_violations(found)})
+        else:
+            events.append(event)
+    duplicates = await commit(svc, events, violations) if events or violations else {}
     ids = [duplicates.get(e.id, e.id) for e in events]
     return {"success": True, "accepted": len(events), "ids": ids, "rejected": rejected}
 

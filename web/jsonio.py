@@ -102,3 +102,14 @@ def json_body(model: type[Model]) -> Callable:
         return document_request(model)(wrapper)
 
     return decorator
+
+
+def parse_query(model: type[BaseModel]) -> Any:
+    args = request.args
+    repeated = [k for k in args if len(args.getlist(k)) > 1]
+    if repeated:
+        raise APIError(400, "invalid_query", f"Give each query parameter once: {', '.join(repeated)}.")
+    try:
+        return model.model_validate(args.to_dict())
+    except ValidationError as exc:
+        raise APIError(400, "invalid_query", "The query string is not valid.", validation_details(exc)) from None

@@ -17,6 +17,7 @@ from temporalio.client import Client
 from settings import Settings
 
 if TYPE_CHECKING:
+    from web.contracts import ContractBook
     from web.group_commit import GroupCommitter
     from web.ingest import WriteKeyCache
 
@@ -66,6 +67,7 @@ class Services:
     temporal: TemporalGateway
     committer: GroupCommitter
     write_keys: WriteKeyCache
+    contracts: ContractBook
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:

@@ -1,0 +1,223 @@
+"""Contract schemas and the check one event goes through. Pure functions: no I/O.
+
+A contract's `schema_definition` comes in one of two forms:
+
+- the compact form of the API reference: `{"properties": {"total": {"type": "number",
+  "required": true}}}`, with nested `properties` for objects and `items` for arrays;
+- a full JSON Schema (draft 2020-12).
+
+`compile_schema()` turns either into JSON Schema and checks it; `CompiledContract` holds the
+validator (built once per contract version) and checks one event's checked object:
+`properties` for track/page/screen, `traits` for identify/group, `metadata` for audit.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from jsonschema import Draft202012Validator, FormatChecker
+from jsonschema.exceptions import SchemaError, ValidationError
+
+ALLOW, WARN, BLOCK, STRIP = "allow", "warn", "block", "strip"
+ENFORCEMENT_MODES = (ALLOW, WARN, BLOCK)
+UNDECLARED_POLICIES = (ALLOW, WARN, BLOCK, STRIP)
+CONTRACT_EVENT_TYPES = ("track", "identify", "page", "screen", "group", "audit")
+CHECKED_FIELD = {"track": "properties", "page": "properties", "screen": "properties",
+                 "identify": "traits", "group": "traits", "audit": "metadata"}
+KINDS = ("required_missing", "type_mismatch", "undeclared_field", "format", "enum", "other")
+_KIND_OF = {"required": "required_missing", "type": "type_mismatch", "format": "format", "enum": "enum",
+            "const": "enum"}
+MAX_VIOLATIONS_PER_EVENT = 50
+
+
+class SchemaInvalid(Exception):
+    def __init__(self, path: str, message: str) -> None:
+        super().__init__(message)
+        self.path = path
+        self.message = message
+
+
+def _pointer(parts: Any) -> str:
+    return "".join("/" + str(p).replace("~", "~0").replace("/", "~1") for p in parts)
+
+
+def is_compact(schema: dict[str, Any]) -> bool:
+    """Compact form: no `$schema`/`type` at the root, and some property says `required` as a
+    boolean (JSON Schema's `required` is always a list)."""
+    if "$schema" in schema or "type" in schema:
+        return False
+
+    def has_boolean_required(node: Any) -> bool:
+        if not isinstance(node, dict):
+            return False
+        if isinstance(node.get("required"), bool):
+            return True
+        children = list((node.get("properties") or {}).values()) if isinstance(node.get("properties"), dict) else []
+        if isinstance(node.get("items"), dict):
+            children.append(node["items"])
+        return any(has_boolean_required(child) for child in children)
+
+    properties = schema.get("properties")
+    return isinstance(properties, dict) and any(has_boolean_required(p) for p in properties.values())
+
+
+def _from_compact(node: dict[str, Any], path: list[Any]) -> dict[str, Any]:
+    if not isinstance(node, dict):
+        raise SchemaInvalid(_pointer(path), "a property definition must be an object")
+    out = {k: v for k, v in node.items() if k not in ("required", "properties", "items")}
+    if "required" in node and not isinstance(node["required"], bool):
+        raise SchemaInvalid(_pointer([*path, "required"]), "required must be true or false in the compact form")
+    properties = node.get("properties")
+    if properties is not None:
+        if not isinstance(properties, dict):
+            raise SchemaInvalid(_pointer([*path, "properties"]), "properties must be an object")
+        out.setdefault("type", "object")
+        out["properties"] = {name: _from_compact(spec, [*path, "properties", name]) for name, spec in properties.items()}
+        required = [name for name, spec in properties.items() if isinstance(spec, dict) and spec.get("required") is True]
+        if required:
+            out["required"] = required
+    if "items" in node:
+        out.setdefault("type", "array")
+        out["items"] = _from_compact(node["items"], [*path, "items"])
+    return out
+
+
+def compile_schema(definition: Any) -> dict[str, Any]:
+    """The JSON Schema a contract validates with. Raises SchemaInvalid naming where."""
+    if not isinstance(definition, dict):
+        raise SchemaInvalid("", "schema_definition must be an object")
+    if is_compact(definition):
+        schema = _from_compact(definition, [])
+        schema["type"] = "object"
+    else:
+        schema = copy.deepcopy(definition)
+    schema.setdefault("$schema", "https://json-schema.org/draft/2020-12/schema")
+    if schema["$schema"].rstrip("#") not in ("https://json-schema.org/draft/2020-12/schema",):
+        raise SchemaInvalid("/$schema", "only JSON Schema draft 2020-12 is supported")
+    try:
+        Draft202012Validator.check_schema(schema)
+    except SchemaError as exc:
+        raise SchemaInvalid(_pointer(exc.path), exc.message) from None
+    if schema.get("type", "object") != "object":
+        raise SchemaInvalid("/type", "a contract's schema describes an object (type must be \"object\")")
+    return schema
+
+
+@dataclass
+class Violation:
+    path: str
+    kind: str
+    message: str
+
+
+@dataclass
+class Outcome:
+    violations: list[Violation] = field(default_factory=list)
+    blocked: bool = False
+    stripped: bool = False  # the checked object was changed (undeclared fields removed)
+
+
+class CompiledContract:
+    """One contract version, compiled once: checks events, never raises on bad input."""
+
+    def __init__(self, id: str, version: int, event_type: str, event_name: str | None, schema: dict[str, Any],
+                 enforcement_mode: str, undeclared_fields: str) -> None:
+        self.id = id
+        self.version = version
+        self.event_type = event_type
+        self.event_name = event_name
+        self.schema = schema
+        self.mode = enforcement_mode
+        self.undeclared = undeclared_fields
+        self.field = CHECKED_FIELD[event_type]
+        self.validator = Draft202012Validator(schema, format_checker=FormatChecker())
+
+    def check(self, body: dict[str, Any]) -> Outcome:
+        """Check (and, with `strip`, edit in place) one canonical event body."""
+        outcome = Outcome()
+        if self.mode == ALLOW and self.undeclared != STRIP:
+            return outcome
+        value = body.get(self.field)
+        instance = value if isinstance(value, dict) else {}
+        base = "/" + self.field
+        if self.undeclared == STRIP:
+            outcome.stripped = _strip(self.schema, instance)
+        if self.mode == ALLOW:
+            return outcome
+        violations = outcome.violations
+        for error in self.validator.iter_errors(instance):
+            violations.extend(_violations_of(error, base))
+            if len(violations) >= MAX_VIOLATIONS_PER_EVENT:
+                break
+        blocking = bool(violations)
+        if self.undeclared in (WARN, BLOCK):
+            undeclared = [Violation(base + _pointer(path), "undeclared_field", f"{path[-1]!r} is not declared in the contract")
+                          for path in _undeclared(self.schema, instance, [])]
+            violations.extend(undeclared)
+            blocking = blocking or (self.undeclared == BLOCK and bool(undeclared))
+        del violations[MAX_VIOLATIONS_PER_EVENT:]
+        outcome.blocked = self.mode == BLOCK and blocking
+        return outcome
+
+
+def _violations_of(error: ValidationError, base: str) -> list[Violation]:
+    kind = _KIND_OF.get(str(error.validator), "other")
+    path = list(error.absolute_path)
+    if kind == "required_missing":
+        match = re.match(r"^'(.*)' is a required property$", error.message, re.DOTALL)
+        name = match.group(1) if match else next(
+            (n for n in error.validator_value if isinstance(error.instance, dict) and n not in error.instance), "")
+        return [Violation(base + _pointer([*path, name]), kind, f"{name!r} is required")]
+    message = error.message if len(error.message) <= 300 else error.message[:297] + "..."
+    return [Violation(base + _pointer(path), kind, message)]
+
+
+def _declared(schema: dict[str, Any]) -> tuple[dict[str, Any], list[re.Pattern]] | None:
+    """The properties an object schema declares, or None when it declares none (then
+    nothing under it counts as undeclared)."""
+    properties = schema.get("properties")
+    patterns = schema.get("patternProperties") or {}
+    if not isinstance(properties, dict) and not patterns:
+        return None
+    compiled = []
+    for pattern in patterns:
+        try:
+            compiled.append(re.compile(pattern))
+        except re.error:
+            continue
+    return (properties if isinstance(properties, dict) else {}), compiled
+
+
+def _undeclared(schema: Any, instance: Any, path: list[Any]) -> list[list[Any]]:
+    if not isinstance(schema, dict):
+        return []
+    found: list[list[Any]] = []
+    if isinstance(instance, dict):
+        declared = _declared(schema)
+        if declared is None:
+            return []
+        properties, patterns = declared
+        for key, value in instance.items():
+            if key in properties:
+                found.extend(_undeclared(properties[key], value, [*path, key]))
+            elif not any(p.search(key) for p in patterns):
+                found.append([*path, key])
+    elif isinstance(instance, list) and isinstance(schema.get("items"), dict):
+        for index, item in enumerate(instance):
+            found.extend(_undeclared(schema["items"], item, [*path, index]))
+    return found
+
+
+def _strip(schema: Any, instance: Any) -> bool:
+    """Remove undeclared keys in place; True when anything was removed."""
+    changed = False
+    for path in sorted(_undeclared(schema, instance, []), key=len, reverse=True):
+        parent = instance
+        for part in path[:-1]:
+            parent = parent[part]
+        del parent[path[-1]]
+        changed = True
+    return changed

@@ -1,0 +1,359 @@
+"""Event contracts (`/api/v1/workspaces/{id}/event-contracts`, master key) and their
+enforcement in the ingest path (`ContractBook`)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from quart import Blueprint, Response
+from quart_schema import document_querystring, document_response
+from sqlalchemy.exc import IntegrityError
+
+from models.canonical import CanonicalEvent
+from models.contract_checks import (
+    CONTRACT_EVENT_TYPES,
+    CompiledContract,
+    SchemaInvalid,
+    compile_schema,
+)
+from models.contracts import (
+    ContractRepository,
+    EventContract,
+    ViolationFilters,
+    decode_cursor,
+)
+from models.timestamps import iso, parse_iso
+from web.auth import master_key_for_workspace, parse_uuid
+from web.cache import RefreshingCache
+from web.errors import APIError
+from web.jsonio import json_body, parse_query
+from web.responses import json_response
+from web.services import Services, services
+
+blueprint = Blueprint("contracts", __name__, url_prefix="/api/v1/workspaces/<workspace_id>/event-contracts")
+
+CONTRACT_CACHE_SECONDS = 1.0  # an update reaches every API process within this (+ a query)
+EventType = Literal["track", "identify", "page", "screen", "group", "audit"]
+Mode = Literal["allow", "warn", "block"]
+Undeclared = Literal["allow", "warn", "block", "strip"]
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+EventName = Annotated[str, StringConstraints(min_length=1, max_length=512)]
+
+
+class CreateContract(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: Name
+    description: Annotated[str, StringConstraints(max_length=2000)] | None = None
+    event_type: EventType
+    event_name: EventName | None = None
+    schema_definition: dict[str, Any]
+    enforcement_mode: Mode = "warn"
+    undeclared_fields: Undeclared = "allow"
+
+
+class UpdateContract(BaseModel):
+    """Any subset of the fields; those left out keep their value."""
+    model_config = ConfigDict(extra="forbid")
+    name: Name | None = None
+    description: Annotated[str, StringConstraints(max_length=2000)] | None = None
+    event_type: EventType | None = None
+    event_name: EventName | None = None
+    schema_definition: dict[str, Any] | None = None
+    enforcement_mode: Mode | None = None
+    undeclared_fields: Undeclared | None = None
+    status: Literal["active", "archived"] | None = None
+
+
+class ContractOut(BaseModel):
+    id: uuid.UUID
+    workspace_id: uuid.UUID
+    name: str
+    description: str | None
+    event_type: str
+    event_name: str | None
+    schema_definition: dict[str, Any]
+    enforcement_mode: str
+    undeclared_fields: str
+    status: str
+    version: int
+    violation_count: int
+    created_at: datetime
+    updated_at: datetime
+
+
+class ContractList(BaseModel):
+    data: list[ContractOut]
+    next_cursor: str | None
+    request_id: str
+
+
+class ContractQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    status: Literal["active", "archived"] | None = None
+    event_type: EventType | None = None
+    event_name: str | None = None
+
+
+class ViolationQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    limit: int = Field(default=100, ge=1, le=1000)
+    cursor: str | None = None
+    since: datetime | None = None
+    kind: Literal["required_missing", "type_mismatch", "undeclared_field", "format", "enum", "other"] | None = None
+    path: str | None = None
+    group_by: str | None = None
+
+    @field_validator("since", mode="before")
+    @classmethod
+    def _iso(cls, value: Any) -> Any:
+        return parse_iso(value) if isinstance(value, str) else value
+
+    @field_validator("group_by")
+    @classmethod
+    def _group_by(cls, value: str | None) -> str | None:
+        if value is not None:
+            parts = [p.strip() for p in value.split(",")]
+            if not parts or any(p not in ("path", "kind") for p in parts) or len(set(parts)) != len(parts):
+                raise ValueError("group_by is path, kind or path,kind")
+        return value
+
+
+class ViolationOut(BaseModel):
+    id: uuid.UUID
+    contract_id: uuid.UUID
+    event_id: str | None
+    event_type: str
+    event_name: str | None
+    source_id: uuid.UUID | None
+    path: str
+    kind: str
+    message: str
+    action: str
+    occurred_at: datetime
+
+
+class ViolationPage(BaseModel):
+    data: list[ViolationOut]
+    next_cursor: str | None
+    request_id: str
+
+
+def contract_json(contract: EventContract, violation_count: int) -> dict[str, Any]:
+    return {
+        "id": str(contract.id), "workspace_id": str(contract.workspace_id), "name": contract.name,
+        "description": contract.description, "event_type": contract.event_type, "event_name": contract.event_name,
+        "schema_definition": contract.schema_definition, "enforcement_mode": contract.enforcement_mode,
+        "undeclared_fields": contract.undeclared_fields, "status": contract.status, "version": contract.version,
+        "violation_count": violation_count, "created_at": iso(contract.created_at),
+        "updated_at": iso(contract.updated_at),
+    }
+
+
+def contract_not_found() -> APIError:
+    return APIError(404, "contract_not_found", "No such event contract.")
+
+
+def compiled_schema(definition: dict[str, Any]) -> dict[str, Any]:
+    try:
+        return compile_schema(definition)
+    except SchemaInvalid as exc:
+        raise APIError(422, "invalid_schema", f"schema_definition is not a valid schema: {exc.message}",
+                       [{"field": "schema_definition" + exc.path.replace("/", "."), "pointer": exc.path,
+                         "message": exc.message}]) from None
+
+
+def check_name_fits_type(event_type: str, event_name: str | None) -> None:
+    if event_type in ("identify", "group") and event_name is not None:
+        raise APIError(422, "validation_failed", f"{event_type} events have no name: leave event_name out.",
+                       [{"field": "event_name", "message": f"not used for {event_type}"}])
+
+
+def already_active() -> APIError:
+    return APIError(409, "contract_exists", "An active contract already covers this event_type and event_name; "
+                    "archive or update it instead.")
+
+
+@blueprint.get("")
+@master_key_for_workspace
+@document_querystring(ContractQuery)
+@document_response(ContractList)
+async def list_contracts(workspace_id: uuid.UUID) -> Response:
+    query: ContractQuery = parse_query(ContractQuery)
+    async with services().transaction() as session:
+        repository = ContractRepository(session)
+        contracts = await repository.list(workspace_id, **query.model_dump())
+        counts = await repository.violation_counts([c.id for c in contracts])
+    return json_response({"data": [contract_json(c, counts.get(c.id, 0)) for c in contracts], "next_cursor": None})
+
+
+@blueprint.post("")
+@master_key_for_workspace
+@json_body(CreateContract)
+@document_response(ContractOut, 201)
+async def create_contract(workspace_id: uuid.UUID, body: CreateContract) -> Response:
+    """Create a contract; it is enforced on every API process within 2 s."""
+    check_name_fits_type(body.event_type, body.event_name)
+    schema = compiled_schema(body.schema_definition)
+    try:
+        async with services().transaction() as session:
+            contract = await ContractRepository(session).create(workspace_id, json_schema=schema, **body.model_dump())
+    except IntegrityError:
+        raise already_active() from None
+    services().contracts.forget(workspace_id)
+    return json_response(contract_json(contract, 0), 201)
+
+
+async def _load(workspace_id: uuid.UUID, contract_id: str) -> tuple[EventContract, int]:
+    async with services().transaction() as session:
+        repository = ContractRepository(session)
+        contract = await repository.get(workspace_id, parse_uuid(contract_id, contract_not_found()))
+        if contract is None:
+            raise contract_not_found()
+        counts = await repository.violation_counts([contract.id])
+    return contract, counts.get(contract.id, 0)
+
+
+@blueprint.get("/<contract_id>")
+@master_key_for_workspace
+@document_response(ContractOut)
+async def get_contract(workspace_id: uuid.UUID, contract_id: str) -> Response:
+    contract, count = await _load(workspace_id, contract_id)
+    return json_response(contract_json(contract, count))
+
+
+@blueprint.put("/<contract_id>")
+@master_key_for_workspace
+@json_body(UpdateContract)
+@document_response(ContractOut)
+async def update_contract(workspace_id: uuid.UUID, contract_id: str, body: UpdateContract) -> Response:
+    """Change any fields (`status: archived` stops enforcement and keeps the violations)."""
+    changes = body.model_dump(exclude_unset=True)
+    for required in ("name", "event_type", "schema_definition", "enforcement_mode", "undeclared_fields", "status"):
+        if required in changes and changes[required] is None:
+            raise APIError(422, "validation_failed", f"{required} cannot be null.", [{"field": required,
+                                                                                      "message": "cannot be null"}])
+    schema = compiled_schema(changes["schema_definition"]) if "schema_definition" in changes else None
+    try:
+        async with services().transaction() as session:
+            repository = ContractRepository(session)
+            contract = await repository.get(workspace_id, parse_uuid(contract_id, contract_not_found()), for_update=True)
+            if contract is None:
+                raise contract_not_found()
+            for name, value in changes.items():
+                setattr(contract, name, value)
+            check_name_fits_type(contract.event_type, contract.event_name)
+            if schema is not None:
+                contract.json_schema = schema
+            contract.version += 1
+            contract.updated_at = datetime.now().astimezone()
+            await session.flush()
+            counts = await repository.violation_counts([contract.id])
+    except IntegrityError:
+        raise already_active() from None
+    services().contracts.forget(workspace_id)
+    return json_response(contract_json(contract, counts.get(contract.id, 0)))
+
+
+@blueprint.delete("/<contract_id>")
+@master_key_for_workspace
+async def delete_contract(workspace_id: uuid.UUID, contract_id: str) -> Response:
+    """Delete a contract and its violations (archive it to keep them)."""
+    async with services().transaction() as session:
+        repository = ContractRepository(session)
+        contract = await repository.get(workspace_id, parse_uuid(contract_id, contract_not_found()), for_update=True)
+        if contract is None:
+            raise contract_not_found()
+        await repository.delete(contract)
+    services().contracts.forget(workspace_id)
+    return Response(status=204)
+
+
+@blueprint.get("/<contract_id>/violations")
+@master_key_for_workspace
+@document_querystring(ViolationQuery)
+@document_response(ViolationPage)
+async def list_violations(workspace_id: uuid.UUID, contract_id: str) -> Response:
+    """Newest first, keyset-paginated; `?group_by=path,kind` returns counts instead:
+    `{"data": [{"path", "kind", "count"}]}`."""
+    query: ViolationQuery = parse_query(ViolationQuery)
+    contract, _ = await _load(workspace_id, contract_id)
+    filters = ViolationFilters(since=query.since, kind=query.kind, path=query.path)
+    async with services().transaction() as session:
+        repository = ContractRepository(session)
+        if query.group_by:
+            groups = await repository.violation_groups(contract.id, filters, [p.strip() for p in query.group_by.split(",")])
+            return json_response({"data": groups, "next_cursor": None})
+        try:
+            before = decode_cursor(query.cursor) if query.cursor else None
+        except ValueError:
+            raise APIError(400, "invalid_cursor", "The cursor is not one this API issued.") from None
+        rows, next_cursor = await repository.violations(contract.id, filters, limit=query.limit, before_seq=before)
+    return json_response({"data": [{
+        "id": str(v.id), "contract_id": str(v.contract_id), "event_id": v.event_id, "event_type": v.event_type,
+        "event_name": v.event_name, "source_id": str(v.source_id) if v.source_id else None, "path": v.path,
+        "kind": v.kind, "message": v.message, "action": v.action, "occurred_at": iso(v.occurred_at),
+    } for v in rows], "next_cursor": next_cursor})
+
+
+# --- enforcement, in the ingest path ---------------------------------------------------------
+
+class ContractBook:
+    """Each workspace's active contracts, compiled, per process: reloaded at most every
+    second (so updates land everywhere within 2 s), compiled once per contract version."""
+
+    def __init__(self) -> None:
+        self._cache: RefreshingCache[dict[tuple[str, str | None], CompiledContract]] = RefreshingCache(
+            CONTRACT_CACHE_SECONDS)
+        self._compiled: dict[tuple[uuid.UUID, int], CompiledContract] = {}
+
+    async def for_workspace(self, svc: Services, workspace_id: uuid.UUID) -> dict[tuple[str, str | None], CompiledContract]:
+        async def load() -> dict[tuple[str, str | None], CompiledContract]:
+            async with svc.sessions() as session:
+                contracts = await ContractRepository(session).active(workspace_id)
+            book = {}
+            for c in contracts:
+                compiled = self._compiled.get((c.id, c.version))
+                if compiled is None:
+                    if len(self._compiled) > 10_000:
+                        self._compiled.clear()
+                    compiled = self._compiled[(c.id, c.version)] = CompiledContract(
+                        str(c.id), c.version, c.event_type, c.event_name, c.json_schema, c.enforcement_mode,
+                        c.undeclared_fields)
+                book[(c.event_type, c.event_name)] = compiled
+            return book
+
+        return await self._cache.get(workspace_id, load)
+
+    def forget(self, workspace_id: uuid.UUID) -> None:
+        self._cache.forget(workspace_id)
+
+
+def contract_for(book: dict[tuple[str, str | None], CompiledContract], event: CanonicalEvent) -> CompiledContract | None:
+    if event.type not in CONTRACT_EVENT_TYPES:
+        return None
+    return book.get((event.type, event.name)) or book.get((event.type, None))
+
+
+def enforce(book: dict, event: CanonicalEvent) -> tuple[bool, list[dict[str, Any]]]:
+    """Check one event against its contract (stripping in place if the contract says so).
+    Returns (blocked, violation rows ready for the group commit)."""
+    contract = contract_for(book, event) if book else None
+    if contract is None:
+        return False, []
+    outcome = contract.check(event.body)
+    if not outcome.violations:
+        return False, []
+    action = "blocked" if outcome.blocked else "warned"
+    return outcome.blocked, [{
+        "workspace_id": event.workspace_id, "contract_id": contract.id,
+        "event_id": None if outcome.blocked else event.id, "event_type": event.type, "event_name": event.name,
+        "source_id": event.source_id, "path": v.path, "kind": v.kind, "message": v.message, "action": action,
+    } for v in outcome.violations]
+
+
+def public_violations(rows: list[dict[str, Any]]) -> list[dict[str, str]]:
+    return [{"path": r["path"], "kind": r["kind"], "message": r["message"]} for r in rows]
+

@@ -20,7 +20,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
 from pydantic import BaseModel
 from quart import Blueprint, Response, request
 from quart_schema import document_response
@@ -34,7 +33,7 @@ from web.clientip import client_ip
 from web.contracts import enforce, public_violations
 from web.errors import APIError
 from web.group_commit import CommitFailed
-from web.jsonio import find_nul, is_json_mimetype
+from web.jsonio import find_nul, is_json_mimetype, parse_json_bytes
 from web.responses import json_response
 from web.services import Services, services
 
@@ -130,13 +129,7 @@ def parse_body(wire: WireRequest) -> tuple[dict[str, Any], bool]:
         raise APIError(415, "unsupported_encoding", "Content-Encoding must be gzip, deflate or identity.")
     if len(raw) > MAX_REQUEST_BYTES:
         raise APIError(413, "payload_too_large", f"A request may be at most {MAX_REQUEST_BYTES // 1024} KB.")
-    if not raw.strip():
-        raise APIError(400, "empty_body", "The request body is empty; send a JSON object.")
-    try:
-        data = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise APIError(400, "invalid_json", f"The body is not valid UTF-8 JSON: {exc.msg}",
-                       {"position": exc.pos}) from None
+    data = parse_json_bytes(raw)
     if not isinstance(data, dict):
         raise APIError(400, "body_not_object", "The body must be a JSON object.")
     return data, b"\\u0000" in raw

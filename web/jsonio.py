@@ -20,19 +20,23 @@ def is_json_mimetype(mimetype: str) -> bool:
     return mimetype == "application/json" or (mimetype.startswith("application/") and mimetype.endswith("+json"))
 
 
+def parse_json_bytes(raw: bytes) -> Any:
+    """A JSON body's bytes as data: 400 `empty_body` or `invalid_json` (with the position)."""
+    if not raw.strip():
+        raise APIError(400, "empty_body", "The request body is empty; send a JSON object.")
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise APIError(400, "invalid_json", f"The body is not valid UTF-8 JSON: {exc.msg}",
+                       {"position": exc.pos}) from None
+
+
 async def read_json(*, allow_text_plain: bool = False) -> Any:
     """The request body as JSON. 415 for another content type, 400 for empty or malformed."""
     mimetype = request.mimetype
     if not (is_json_mimetype(mimetype) or (allow_text_plain and mimetype == "text/plain")):
         raise APIError(415, "unsupported_media_type", "Send a JSON body with Content-Type: application/json.")
-    raw = await request.get_data(as_text=False)
-    if not raw.strip():
-        raise APIError(400, "empty_body", "The request body is empty; send a JSON object.")
-    try:
-        data = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise APIError(400, "invalid_json", f"The body is not valid UTF-8 JSON: {exc.msg}",
-                         {"position": exc.pos}) from None
+    data = parse_json_bytes(await request.get_data(as_text=False))
     nul = find_nul(data)
     if nul is not None:
         raise APIError(400, "invalid_string", "Strings must not contain the NUL character (\\u0000).",

@@ -54,6 +54,12 @@ class Settings(BaseSettings):
     stream_max_batch: int = 100
     trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
+    # Transformations (user JavaScript in quickjs): limits per call, and how many consecutive
+    # run-time failures turn a transformation's status to `error`.
+    transform_memory_mb: int = Field(default=16, ge=1, le=1024)
+    transform_time_ms: int = Field(default=100, ge=1, le=60_000)
+    transform_error_threshold: int = Field(default=50, ge=1)
+
     # Forwarding.
     allow_private_destinations: bool = False
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import importlib
 
-BENCHMARKS = ["bench.redaction", "bench.ingest"]
+BENCHMARKS = ["bench.redaction", "bench.ingest", "bench.transform"]
 
 
 def run_all() -> int:

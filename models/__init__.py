@@ -10,6 +10,8 @@ from models.events import Event
 from models.rate_limits import RateLimitCounter
 from models.sources import EventSource
 from models.streams import Stream, StreamEvent
+from models.transformations import EventTransformation, TransformationVersion
 from models.workspaces import MasterKey, Workspace
 
-__all__ = ["Base", "ContractViolation", "Event", "EventContract", "EventSource", "MasterKey", "RateLimitCounter", "Stream", "StreamEvent", "Workspace"]
+__all__ = ["Base", "ContractViolation", "Event", "EventContract", "EventSource", "MasterKey", "RateLimitCounter", "Stream", "StreamEvent", "EventTransformation",
+           "TransformationVersion", "Workspace"]

@@ -28,6 +28,8 @@ from devstack.processes import child_preexec, free_port, stop_process, wait_for_
 from devstack.temporal import SEARCH_ATTRIBUTES, binary
 from models.db import create_engine, session_factory
 from models.workspaces import MasterKeyRepository, WorkspaceRepository
+from activities.sandbox import SandboxLimits
+from activities.sandbox_process import SandboxProcess
 from settings import Settings
 from web import create_app
 from worker import build_worker, ensure_schedules
@@ -102,6 +104,13 @@ async def sessions(settings: Settings) -> AsyncIterator[async_sessionmaker[Async
     engine = create_engine(settings, pool_size=5)
     yield session_factory(engine)
     await engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def sandbox(settings: Settings) -> Iterator[SandboxProcess]:
+    process = SandboxProcess(SandboxLimits.from_settings(settings))
+    yield process
+    process.close()
 
 
 @pytest.fixture(scope="session")

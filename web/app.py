@@ -3,12 +3,15 @@ error handling. Run it with `hypercorn 'web:create_app()'`."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 
 from quart import Quart, Response, g, request
 from quart_schema import Info, QuartSchema
 
+from activities.sandbox import SandboxLimits
+from activities.sandbox_process import SandboxProcess
 from models.db import create_engine, session_factory
 from settings import Settings, get_settings
 from web.errors import register_error_handlers
@@ -50,12 +53,14 @@ def create_app(settings: Settings | None = None) -> Quart:
         app.extensions["headwater"] = Services(
             settings=settings, engine=engine, sessions=sessions, temporal=TemporalGateway(settings),
             committer=committer, write_keys=WriteKeyCache(), contracts=ContractBook(),
+            sandbox=SandboxProcess(SandboxLimits.from_settings(settings)),
         )
 
     @app.after_serving
     async def stop_services() -> None:
         svc: Services = app.extensions["headwater"]
         await svc.committer.close()
+        await asyncio.to_thread(svc.sandbox.close)
         await svc.engine.dispose()
 
     @app.before_request
@@ -75,10 +80,10 @@ def create_app(settings: Settings | None = None) -> Quart:
 
     register_error_handlers(app)
 
-    from web import contracts, events, health, ingest, sources, streams, workspaces
+    from web import contracts, events, health, ingest, sources, streams, transformations, workspaces
 
     for blueprint in (health.blueprint, workspaces.blueprint, streams.blueprint, events.blueprint,
-                      sources.blueprint, contracts.blueprint, ingest.blueprint):
+                      sources.blueprint, contracts.blueprint, transformations.blueprint, ingest.blueprint):
         app.register_blueprint(blueprint)
     if settings.ingest_lane:
         app.asgi_app = IngestLane(app, app.asgi_app)  # type: ignore[method-assign]

@@ -94,13 +94,15 @@ def parse_model(model: type[Model], data: dict[str, Any], *, prefix: str = "") -
         raise APIError(422, "validation_failed", f"Invalid field(s): {fields}", details) from None
 
 
-def json_body(model: type[Model]) -> Callable:
-    """Parse the body into `model` (passed as `body=`) and describe it in the OpenAPI spec."""
+def json_body(model: type[Model], *, optional: bool = False) -> Callable:
+    """Parse the body into `model` (passed as `body=`) and describe it in the OpenAPI spec.
+    `optional`: an empty body is the model's defaults."""
 
     def decorator(func: Callable) -> Callable:
         @functools.wraps(func)
         async def wrapper(*args: Any, **kwargs: Any) -> Any:
-            body = parse_model(model, await read_json_object())
+            empty = optional and not (await request.get_data(as_text=False)).strip()
+            body = parse_model(model, {} if empty else await read_json_object())
             return await func(*args, body=body, **kwargs)
 
         return document_request(model)(wrapper)

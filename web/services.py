@@ -17,6 +17,7 @@ from temporalio.client import Client
 from settings import Settings
 
 if TYPE_CHECKING:
+    from activities.sandbox_process import SandboxProcess
     from web.contracts import ContractBook
     from web.group_commit import GroupCommitter
     from web.ingest import WriteKeyCache
@@ -68,6 +69,7 @@ class Services:
     committer: GroupCommitter
     write_keys: WriteKeyCache
     contracts: ContractBook
+    sandbox: SandboxProcess  # runs transformations' JavaScript (started on first use)
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:

@@ -60,6 +60,13 @@ class Settings(BaseSettings):
     transform_time_ms: int = Field(default=100, ge=1, le=60_000)
     transform_error_threshold: int = Field(default=50, ge=1)
 
+    # The live event stream (SSE), per client: keep-alive period, events per second and
+    # unsent events it may hold before the rest are dropped (and counted); token lifetime.
+    live_keepalive_seconds: float = Field(default=15.0, gt=0)
+    live_max_events_per_second: int = Field(default=2000, ge=1)
+    live_queue_events: int = Field(default=5000, ge=1)
+    live_token_ttl_seconds: int = Field(default=300, ge=10)
+
     # Forwarding.
     allow_private_destinations: bool = False
 

@@ -11,7 +11,8 @@ from models.rate_limits import RateLimitCounter
 from models.sources import EventSource
 from models.streams import Stream, StreamEvent
 from models.transformations import EventTransformation, TransformationVersion
+from models.volume import EventVolumeHourly
 from models.workspaces import MasterKey, Workspace
 
 __all__ = ["Base", "ContractViolation", "Event", "EventContract", "EventSource", "MasterKey", "RateLimitCounter", "Stream", "StreamEvent", "EventTransformation",
-           "TransformationVersion", "Workspace"]
+           "EventVolumeHourly", "TransformationVersion", "Workspace"]

@@ -22,6 +22,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base
 from models.canonical import CanonicalEvent
+from models.volume import COUNT_AND_ANNOUNCE
 
 
 class Event(Base):
@@ -88,10 +89,7 @@ class EventRepository:
             )
         ).first()
 
-    async def page(
-        self, workspace_id: uuid.UUID, filters: EventFilters, limit: int, before_id: str | None
-    ) -> tuple[list[dict[str, Any]], str | None]:
-        """Newest first; returns the page and the cursor for the next one (None at the end)."""
+    def _filtered(self, workspace_id: uuid.UUID, filters: EventFilters):
         query = select(Event.id, Event.body).where(Event.workspace_id == workspace_id)
         for column in ("type", "name", "category", "source_id", "user_id", "anonymous_id", "actor_id", "tenant_id"):
             value = getattr(filters, column)
@@ -101,20 +99,35 @@ class EventRepository:
             query = query.where(Event.timestamp >= filters.since)
         if filters.until is not None:
             query = query.where(Event.timestamp < filters.until)
+        return query
+
+    async def page(
+        self, workspace_id: uuid.UUID, filters: EventFilters, limit: int, before_id: str | None
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """Newest first; returns the page and the cursor for the next one (None at the end)."""
+        query = self._filtered(workspace_id, filters)
         if before_id is not None:
             query = query.where(Event.id < before_id)
         rows = (await self.session.execute(query.order_by(Event.id.desc()).limit(limit + 1))).all()
         next_cursor = encode_cursor(rows[limit - 1].id) if len(rows) > limit else None
         return [row.body for row in rows[:limit]], next_cursor
 
+    async def ascending(self, workspace_id: uuid.UUID, filters: EventFilters, limit: int,
+                        after_id: str | None) -> list[tuple[str, dict[str, Any]]]:
+        """Oldest first, after `after_id`: (id, body) pairs, for the export."""
+        query = self._filtered(workspace_id, filters)
+        if after_id is not None:
+            query = query.where(Event.id > after_id)
+        return [(row.id, row.body) for row in await self.session.execute(query.order_by(Event.id).limit(limit))]
+
 
 # One group commit is ONE statement, so one round trip and one (implicit) transaction: the
-# events, each workspace's pubsub NOTIFY (delivered at commit) and the sources' last_used_at
-# either all happen or none does. The events travel as one JSON array of CanonicalEvents
-# (orjson writes dataclasses natively) that Postgres unpacks with json_to_recordset: about
-# 4 µs per event on the API's side, against ~19 µs for binding fourteen typed arrays. `body`
-# is taken as json and cast: json_to_recordset fills a jsonb column through a much slower
-# path (measured: ~45 against ~60 µs per event for the whole statement).
+# events, their hourly counts, each workspace's pubsub NOTIFY with the stored ids (delivered at
+# commit), the sources' last_used_at and contract violations either all happen or none does.
+# The events travel as one JSON array of CanonicalEvents (orjson writes dataclasses natively)
+# that Postgres unpacks with json_to_recordset: about 4 µs per event on the API's side, against
+# ~19 µs for binding fourteen typed arrays. `body` is taken as json and cast: json_to_recordset
+# fills a jsonb column through a much slower path (measured: ~45 against ~60 µs per event).
 _COMMIT_GROUP = """
 WITH inserted AS (
     INSERT INTO events (id, workspace_id, source_id, type, name, message_id, user_id, anonymous_id,
@@ -125,24 +138,24 @@ WITH inserted AS (
          message_id text, user_id text, anonymous_id text, tenant_id text, actor_id text, category text,
          timestamp timestamptz, received_at timestamptz, body json)
     ON CONFLICT (workspace_id, message_id) WHERE message_id IS NOT NULL DO NOTHING
-    RETURNING id
+    RETURNING id, workspace_id, type, name, received_at
 ), touched AS (
-    UPDATE event_sources SET last_used_at = now() WHERE id = ANY($4::uuid[]) RETURNING id
+    UPDATE event_sources SET last_used_at = now() WHERE id = ANY($2::uuid[]) RETURNING id
 ), violations AS (
     -- a warned event's violations only if the event itself was stored (not a duplicate)
     INSERT INTO contract_violations (workspace_id, contract_id, event_id, event_type, event_name, source_id,
                                      path, kind, message, action)
     SELECT v.workspace_id, v.contract_id, v.event_id, v.event_type, v.event_name, v.source_id,
            v.path, v.kind, v.message, v.action
-    FROM json_to_recordset($5::json) AS v(workspace_id uuid, contract_id uuid, event_id text, event_type text,
+    FROM json_to_recordset($3::json) AS v(workspace_id uuid, contract_id uuid, event_id text, event_type text,
          event_name text, source_id uuid, path text, kind text, message text, action text)
     WHERE v.event_id IS NULL OR v.event_id IN (SELECT id FROM inserted)
     RETURNING 1
-)
+), """ + COUNT_AND_ANNOUNCE + """
 SELECT ARRAY(SELECT id FROM inserted) AS ids,
        (SELECT count(*) FROM violations) AS violations,
-       (SELECT count(pg_notify(n.topic, n.payload))
-        FROM unnest($2::text[], $3::text[]) AS n(topic, payload)) AS announced,
+       (SELECT count(*) FROM counted) AS counted,
+       (SELECT n FROM announced) AS announced,
        (SELECT count(*) FROM touched) AS touched
 """
 
@@ -157,14 +170,13 @@ async def commit_events(
     conn: asyncpg.Connection,
     events: list[CanonicalEvent],
     *,
-    notices: list[tuple[str, str]] = (),
     touch_sources: list[uuid.UUID] = (),
     violations: list[dict[str, Any]] = (),
 ) -> dict[str, str]:
-    """Store `events` in one statement (see `_COMMIT_GROUP`), with the NOTIFYs `notices`
-    (topic, payload), a last_used_at touch of `touch_sources` and contract `violations`
-    (rows of contract_violations; `event_id` None for a blocked event). Runs outside any
-    explicit transaction: the statement is its own.
+    """Store `events` in one statement (see `_COMMIT_GROUP`) with their hourly counts and
+    pubsub NOTIFYs, a last_used_at touch of `touch_sources` and contract `violations` (rows
+    of contract_violations; `event_id` None for a blocked event). Runs outside any explicit
+    transaction: the statement is its own.
 
     Returns, for each event that was NOT stored because its (workspace, messageId) already
     exists, the id of the event that holds it: the caller acknowledges the original id.
@@ -172,9 +184,7 @@ async def commit_events(
     if not events and not violations:
         return {}
     rows = orjson.dumps(events, default=str).decode()  # default: UUIDs of other classes (asyncpg's)
-    topics = [topic for topic, _ in notices]
-    payloads = [payload for _, payload in notices]
-    row = await conn.fetchrow(_COMMIT_GROUP, rows, topics, payloads, list(touch_sources),
+    row = await conn.fetchrow(_COMMIT_GROUP, rows, list(touch_sources),
                               orjson.dumps(list(violations), default=str).decode())
     inserted = set(row["ids"])
     if len(inserted) == len(events):

@@ -26,7 +26,8 @@ def new_write_key() -> str:
 
 def pubsub_topic(workspace_id: uuid.UUID) -> str:
     """The Postgres NOTIFY channel on which every committed group of this workspace's events
-    is announced (payload: count and last event id). Live views and forwarding listen here."""
+    is announced at commit: `{"count", "last_id", "ids"}`, at most 200 ids per notification.
+    The live event stream (and anything else that wants to follow a workspace) listens here."""
     return f"hw_events_{workspace_id.hex}"
 
 

@@ -32,6 +32,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from models.base import Base
 from models.rate_limits import LimitExceeded, Quota, consume
 from models.timestamps import utcnow
+from models.volume import COUNT_AND_ANNOUNCE
 
 ACTIVE, CLAIMED, EXPIRED = "active", "claimed", "expired"
 
@@ -237,22 +238,27 @@ class StreamRepository:
             return ClaimOutcome(outcome, stream.event_count, stream.claimed_by)
         if status == EXPIRED:
             return ClaimOutcome("expired")
-        moved = await self.session.execute(
+        # Counted into the hour each event was received in, and announced like ingested events.
+        count = (await self.session.execute(
             text(
                 """
-                INSERT INTO events (id, workspace_id, type, name, tenant_id, actor_id, category,
-                                    timestamp, received_at, body)
-                SELECT id, :workspace_id, 'audit', body->>'action', body->>'tenant_id',
-                       body->'actor'->>'id', body->>'category', received_at, received_at,
-                       body || jsonb_build_object('workspace_id', CAST(:workspace_text AS text))
-                FROM stream_events WHERE token = :token
-                ON CONFLICT (id) DO NOTHING
+                WITH inserted AS (
+                    INSERT INTO events (id, workspace_id, type, name, tenant_id, actor_id, category,
+                                        timestamp, received_at, body)
+                    SELECT id, :workspace_id, 'audit', body->>'action', body->>'tenant_id',
+                           body->'actor'->>'id', body->>'category', received_at, received_at,
+                           body || jsonb_build_object('workspace_id', CAST(:workspace_text AS text))
+                    FROM stream_events WHERE token = :token
+                    ON CONFLICT (id) DO NOTHING
+                    RETURNING id, workspace_id, type, name, received_at
+                ), """ + COUNT_AND_ANNOUNCE + """
+                SELECT (SELECT count(*) FROM inserted) AS moved, (SELECT count(*) FROM counted) AS counted,
+                       (SELECT n FROM announced) AS announced
                 """
             ),
             {"workspace_id": workspace_id, "workspace_text": str(workspace_id), "token": token},
-        )
+        )).scalar_one()
         await self.session.execute(delete(StreamEvent).where(StreamEvent.token == token))
-        count = moved.rowcount or 0
         await self.session.execute(
             update(Stream)
             .where(Stream.token == token)

@@ -417,6 +417,13 @@ async def test_commit_announces_on_the_pubsub_topic(client, workspace, source, s
         answer = await (await client.post("/v1/track", json={"event": "x", "userId": "u"},
                                           headers={"X-Write-Key": source["key"]})).get_json()
         payload = orjson.loads(await asyncio.wait_for(heard.get(), 5))
-        assert payload == {"count": 1, "last_id": answer["id"]}
+        assert payload == {"count": 1, "last_id": answer["id"], "ids": [answer["id"]]}
+        # A batch's ids are announced 200 to a NOTIFY (payloads hold at most 8,000 bytes).
+        batch = [{"type": "track", "event": "x", "userId": "u"} for _ in range(450)]
+        answer = await (await client.post("/v1/batch", json={"batch": batch},
+                                          headers={"X-Write-Key": source["key"]})).get_json()
+        payloads = [orjson.loads(await asyncio.wait_for(heard.get(), 5)) for _ in range(3)]
+        assert [p["count"] for p in payloads] == [200, 200, 50]
+        assert [i for p in payloads for i in p["ids"]] == sorted(answer["ids"])
     finally:
         await conn.close()

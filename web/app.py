@@ -19,6 +19,7 @@ from web.contracts import ContractBook
 from web.group_commit import GroupCommitter
 from web.ingest import WriteKeyCache
 from web.ingest_lane import IngestLane
+from web.live import LiveHub
 from web.responses import new_request_id
 from web.services import Services, TemporalGateway
 
@@ -53,13 +54,14 @@ def create_app(settings: Settings | None = None) -> Quart:
         app.extensions["headwater"] = Services(
             settings=settings, engine=engine, sessions=sessions, temporal=TemporalGateway(settings),
             committer=committer, write_keys=WriteKeyCache(), contracts=ContractBook(),
-            sandbox=SandboxProcess(SandboxLimits.from_settings(settings)),
+            sandbox=SandboxProcess(SandboxLimits.from_settings(settings)), live=LiveHub(settings.postgres_dsn),
         )
 
     @app.after_serving
     async def stop_services() -> None:
         svc: Services = app.extensions["headwater"]
         await svc.committer.close()
+        await svc.live.close()
         await asyncio.to_thread(svc.sandbox.close)
         await svc.engine.dispose()
 
@@ -80,9 +82,9 @@ def create_app(settings: Settings | None = None) -> Quart:
 
     register_error_handlers(app)
 
-    from web import contracts, events, health, ingest, sources, streams, transformations, workspaces
+    from web import contracts, events, health, ingest, live, sources, streams, transformations, workspaces
 
-    for blueprint in (health.blueprint, workspaces.blueprint, streams.blueprint, events.blueprint,
+    for blueprint in (health.blueprint, workspaces.blueprint, streams.blueprint, events.blueprint, live.blueprint,
                       sources.blueprint, contracts.blueprint, transformations.blueprint, ingest.blueprint):
         app.register_blueprint(blueprint)
     if settings.ingest_lane:

@@ -1,4 +1,5 @@
-"""The workspace events API: newest first, filtered, keyset-paginated."""
+"""The workspace events API: the list (newest first, filtered, keyset-paginated), the NDJSON
+export, and the hourly volume. The live stream is in `web.live`."""
 
 from __future__ import annotations
 
@@ -10,7 +11,10 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from quart import Blueprint, Response
 from quart_schema import document_querystring, document_response
 
+import orjson
+
 from models.events import EventFilters, EventRepository, decode_cursor
+from models.volume import VolumeRepository
 from models.timestamps import parse_iso
 from web.auth import master_key_for_workspace
 from web.errors import APIError
@@ -21,6 +25,7 @@ from web.services import services
 blueprint = Blueprint("events", __name__, url_prefix="/api/v1/workspaces/<workspace_id>/events")
 
 MAX_LIMIT = 1000
+EXPORT_PAGE = 1000
 
 
 class EventQuery(BaseModel):
@@ -67,15 +72,79 @@ class EventPage(BaseModel):
 @document_response(EventPage)
 async def list_events(workspace_id: uuid.UUID) -> Response:
     """The workspace's events, newest first. Pass `next_cursor` back as `cursor` for the next page."""
-    query: EventQuery = parse_query(EventQuery)
-    try:
-        before = decode_cursor(query.cursor) if query.cursor else None
-    except ValueError:
-        raise APIError(400, "invalid_cursor", "The cursor is not one this API issued.") from None
+    query, before = parse_event_query()
     filters = EventFilters(**query.model_dump(exclude={"limit", "cursor"}))
     async with services().transaction() as session:
         data, next_cursor = await EventRepository(session).page(workspace_id, filters, query.limit, before)
     return json_response({"data": data, "next_cursor": next_cursor})
+
+
+class VolumeQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    hours: int = Field(default=24, ge=1, le=720)
+
+
+class VolumeRow(BaseModel):
+    event_type: str
+    event_name: str | None
+    hour_bucket: str
+    event_count: int
+
+
+def parse_event_query(model: type[EventQuery] = EventQuery) -> tuple[EventQuery, str | None]:
+    query = parse_query(model)
+    try:
+        cursor = decode_cursor(query.cursor) if query.cursor else None
+    except ValueError:
+        raise APIError(400, "invalid_cursor", "The cursor is not one this API issued.") from None
+    return query, cursor
+
+
+@blueprint.get("/volume")
+@master_key_for_workspace
+@document_querystring(VolumeQuery)
+@document_response(list[VolumeRow])
+async def event_volume(workspace_id: uuid.UUID) -> Response:
+    """Exact hourly counts for the last `hours` hours (1–720, default 24; the current hour is
+    the last of them), oldest first, then by type and name; only hours that have events.
+    Events count in the hour they were received (claimed stream events too)."""
+    query: VolumeQuery = parse_query(VolumeQuery)
+    async with services().transaction() as session:
+        rows = await VolumeRepository(session).hourly(workspace_id, query.hours)
+    return json_response(rows)
+
+
+class ExportQuery(EventQuery):
+    limit: None = None  # the export has no page size: it streams everything that matches
+
+
+@blueprint.get("/export")
+@master_key_for_workspace
+@document_querystring(ExportQuery)
+async def export_events(workspace_id: uuid.UUID) -> Response:
+    """Every matching event as NDJSON (one canonical event per line), oldest first, streamed
+    in keyset pages of 1,000 so memory stays flat whatever the size. Same filters as the list;
+    `cursor` resumes after the last id of an earlier export."""
+    query, after = parse_event_query(ExportQuery)
+    filters = EventFilters(**query.model_dump(exclude={"limit", "cursor"}))
+    sessions = services().sessions
+
+    async def lines():
+        cursor = after
+        while True:
+            async with sessions() as session:
+                rows = await EventRepository(session).ascending(workspace_id, filters, EXPORT_PAGE, cursor)
+            if not rows:
+                return
+            yield b"".join(orjson.dumps(body) + b"\n" for _, body in rows)
+            if len(rows) < EXPORT_PAGE:
+                return
+            cursor = rows[-1][0]
+
+    response = Response(lines(), content_type="application/x-ndjson")
+    response.timeout = None  # as long as it takes
+    response.headers["Content-Disposition"] = f'attachment; filename="events-{workspace_id}.ndjson"'
+    return response
 
 
 @blueprint.get("/<event_id>")

@@ -111,8 +111,7 @@ class GroupCommitter:
         try:
             assert self._pool is not None, "start() the committer first"
             async with self._pool.acquire() as conn:
-                duplicates = await commit_events(conn, events, notices=self._notices(events),
-                                                 touch_sources=self._sources_to_touch(events),
+                duplicates = await commit_events(conn, events, touch_sources=self._sources_to_touch(events),
                                                  violations=violations)
         except Exception as exc:
             log.error("group commit of %d events (%d requests) failed: %s", len(events), len(group), exc)
@@ -125,15 +124,6 @@ class GroupCommitter:
                     request.done.set_result(duplicates)
         finally:
             self._slots.release()
-
-    @staticmethod
-    def _notices(events: list[CanonicalEvent]) -> list[tuple[str, str]]:
-        """One NOTIFY per workspace per group, on its pubsub topic (delivered at commit)."""
-        per_workspace: dict[uuid.UUID, list[CanonicalEvent]] = defaultdict(list)
-        for event in events:
-            per_workspace[event.workspace_id].append(event)
-        return [(pubsub_topic(workspace_id), orjson.dumps({"count": len(batch), "last_id": max(e.id for e in batch)}).decode())
-                for workspace_id, batch in per_workspace.items()]
 
     def _sources_to_touch(self, events: list[CanonicalEvent]) -> list[uuid.UUID]:
         """Sources whose last_used_at is older than a few seconds: one UPDATE per group at

@@ -18,13 +18,14 @@ blueprint = Blueprint("health", __name__)
 class Health(BaseModel):
     status: str
     checks: dict[str, str] | None = None
+    live_clients: int | None = None
 
 
 @blueprint.get("/healthz")
 @document_response(Health)
 async def healthz() -> Response:
-    """200 while the process is up."""
-    return json_response({"status": "ok"})
+    """200 while the process is up, with how many live-stream clients it serves."""
+    return json_response({"status": "ok", "live_clients": services().live.client_count})
 
 
 async def _postgres_ok() -> bool:

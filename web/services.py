@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from web.contracts import ContractBook
     from web.group_commit import GroupCommitter
     from web.ingest import WriteKeyCache
+    from web.live import LiveHub
 
 log = logging.getLogger("headwater.web")
 
@@ -70,6 +71,7 @@ class Services:
     write_keys: WriteKeyCache
     contracts: ContractBook
     sandbox: SandboxProcess  # runs transformations' JavaScript (started on first use)
+    live: LiveHub  # the live event stream's LISTEN connection (opened on first use)
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:

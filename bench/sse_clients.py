@@ -38,6 +38,8 @@ async def client(port: int, path: str, key: str, seconds: float, lags: list[floa
                 at = message.find(MARK)
                 if at >= 0:
                     end = at + len(MARK)
+                    while message[end:end + 1] == b" ":  # jsonb's text form: `"sent_ns": 123`
+                        end += 1
                     stop = end
                     while message[stop:stop + 1].isdigit():
                         stop += 1

@@ -67,8 +67,14 @@ class Settings(BaseSettings):
     live_queue_events: int = Field(default=5000, ge=1)
     live_token_ttl_seconds: int = Field(default=300, ge=10)
 
-    # Forwarding.
+    # Forwarding: events per batch, the retry backoff (base
+    # doubling per attempt, with jitter, up to the cap) and how long an idle rule waits for a
+    # wake-up before it looks again anyway.
     allow_private_destinations: bool = False
+    forward_batch_size: int = Field(default=1000, ge=1, le=10_000)
+    retry_base_seconds: float = Field(default=1.0, gt=0)
+    retry_max_seconds: float = Field(default=300.0, gt=0)
+    forward_idle_seconds: float = Field(default=5.0, gt=0)
 
     @field_validator("trusted_proxies", mode="before")
     @classmethod

@@ -8,6 +8,8 @@ import logging
 import signal
 from datetime import timedelta
 
+import httpx
+
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import (
     Client,
@@ -19,27 +21,87 @@ from temporalio.client import (
 )
 from temporalio.worker import Worker
 
+from activities.forwarding import ForwardingActivities, RuleWaker
+from activities.sandbox import SandboxLimits
+from activities.sandbox_process import SandboxProcess
 from activities.streams import StreamActivities
+from activities.transformations import Transformer
 from models.db import create_engine, session_factory
+from models.forwarding import ForwardingRepository
 from settings import Settings, get_settings
+from workflows.control import start_forwarding
+from workflows.forwarding import ForwardingWorkflow
 from workflows.params import StreamCleanupInput
+from workflows.redrive import RedriveWorkflow
+from workflows.replay import ReplayWorkflow
 from workflows.stream_claim import StreamClaimWorkflow
 from workflows.stream_cleanup import SCHEDULE_ID, StreamCleanupWorkflow
 from workflows.stream_expiry import StreamExpiryWorkflow
 
 log = logging.getLogger("headwater.worker")
 
-WORKFLOWS = [StreamClaimWorkflow, StreamExpiryWorkflow, StreamCleanupWorkflow]
+WORKFLOWS = [StreamClaimWorkflow, StreamExpiryWorkflow, StreamCleanupWorkflow, ForwardingWorkflow, ReplayWorkflow,
+             RedriveWorkflow]
+RECONCILE_SECONDS = 60.0
 
 
-def build_worker(client: Client, sessions: async_sessionmaker[AsyncSession], settings: Settings) -> Worker:
-    streams = StreamActivities(sessions)
-    return Worker(
-        client,
-        task_queue=settings.task_queue,
-        workflows=WORKFLOWS,
-        activities=[streams.claim_stream, streams.expire_stream, streams.sweep_expired_streams],
-    )
+class HeadwaterWorker:
+    """The Temporal worker and what its activities need: the sandbox process for
+    transformations, one HTTP client for deliveries, the waker for idle rules, and a loop that
+    keeps a workflow running for every enabled forwarding rule (rules made while Temporal was
+    down, workflows ended by hand). Use as `async with build_worker(...):`."""
+
+    def __init__(self, client: Client, sessions: async_sessionmaker[AsyncSession], settings: Settings) -> None:
+        self.client, self.sessions, self.settings = client, sessions, settings
+        self.sandbox = SandboxProcess(SandboxLimits.from_settings(settings))
+        self.http = httpx.AsyncClient(limits=httpx.Limits(max_connections=1000, max_keepalive_connections=200),
+                                      follow_redirects=False)
+        self.waker = RuleWaker(client, settings.postgres_dsn)
+        streams = StreamActivities(sessions)
+        forwarding = ForwardingActivities(sessions, Transformer(sessions, self.sandbox, settings), self.http, settings,
+                                          self.waker)
+        self.worker = Worker(
+            client,
+            task_queue=settings.task_queue,
+            workflows=WORKFLOWS,
+            activities=[streams.claim_stream, streams.expire_stream, streams.sweep_expired_streams,
+                        forwarding.forward_batch, forwarding.replay_batch, forwarding.redrive_dead_letters],
+            max_concurrent_activities=200,
+        )
+        self._reconciler: asyncio.Task | None = None
+
+    async def __aenter__(self) -> HeadwaterWorker:
+        await self.worker.__aenter__()
+        self._reconciler = asyncio.create_task(self._reconcile_forever(), name="forwarding-reconciler")
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._reconciler is not None:
+            self._reconciler.cancel()
+        await self.worker.__aexit__(*exc)
+        await self.waker.close()
+        await self.http.aclose()
+        await asyncio.to_thread(self.sandbox.close)
+
+    async def reconcile(self) -> int:
+        """Start the workflow of every enabled rule that has none running; returns how many rules."""
+        async with self.sessions() as session:
+            rules = await ForwardingRepository(session).enabled_rules()
+        for rule_id, workspace_id in rules:
+            await start_forwarding(self.client, self.settings, rule_id, workspace_id)
+        return len(rules)
+
+    async def _reconcile_forever(self) -> None:
+        while True:
+            try:
+                await self.reconcile()
+            except Exception as exc:  # noqa: BLE001 — Postgres or Temporal away: try again later
+                log.warning("forwarding reconcile failed: %s", exc)
+            await asyncio.sleep(RECONCILE_SECONDS)
+
+
+def build_worker(client: Client, sessions: async_sessionmaker[AsyncSession], settings: Settings) -> HeadwaterWorker:
+    return HeadwaterWorker(client, sessions, settings)
 
 
 async def ensure_schedules(client: Client, settings: Settings) -> None:

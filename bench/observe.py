@@ -25,7 +25,7 @@ import asyncpg
 import httpx
 import orjson
 
-from bench.stack import BenchStack, bench_stack, serve
+from bench.stack import BenchStack, bench_stack, ingest_at_rate, new_tenant, pct, serve
 from devstack.processes import free_port
 
 EVENTS = int(os.environ.get("BENCH_OBSERVE_EVENTS", 10_000_000))
@@ -39,11 +39,6 @@ SELECT type, name, date_trunc('hour', received_at, 'UTC') AS hour_bucket, count(
 FROM events WHERE workspace_id = $1 AND received_at >= date_trunc('hour', now(), 'UTC') - interval '23 hours'
 GROUP BY 1, 2, 3 ORDER BY 3, 1, 2
 """
-
-
-def pct(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(len(ordered) * p))]
 
 
 async def load_events(url: str, workspace_id: uuid.UUID) -> None:
@@ -91,48 +86,15 @@ async def time_api(base: str, workspace_id: uuid.UUID, key: str, runs: int = 50)
         return timings[5:], rows  # the first few warm the caches
 
 
-async def issue_master_key(url: str, workspace_id: uuid.UUID) -> str:
-    from models.db import create_engine, session_factory
-    from models.workspaces import MasterKeyRepository
-    from settings import Settings
-
-    engine = create_engine(Settings(database_url=url), pool_size=1)
-    async with session_factory(engine)() as session, session.begin():
-        issued = await MasterKeyRepository(session).issue(workspace_id, "bench")
-    await engine.dispose()
-    return issued.secret
-
-
-async def ingest_at_rate(base: str, write_key: str, seconds: float) -> int:
-    """RATE events/s as batches of 10 every 10 ms, each event stamped with its send time."""
-    sent = 0
-    async with httpx.AsyncClient(base_url=base, headers={"X-Write-Key": write_key}, timeout=10) as http:
-        started = time.perf_counter()
-        tick = 0
-        pending: set[asyncio.Task] = set()
-        while (now := time.perf_counter()) - started < seconds:
-            due = started + tick * 0.01
-            if due > now:
-                await asyncio.sleep(due - now)
-            batch = [{"type": "track", "event": "live", "userId": "u",
-                      "properties": {"sent_ns": time.time_ns()}} for _ in range(RATE // 100)]
-            task = asyncio.create_task(http.post("/v1/batch", json={"batch": batch}))
-            pending.add(task)
-            task.add_done_callback(pending.discard)
-            sent += len(batch)
-            tick += 1
-        await asyncio.gather(*pending)
-    return sent
-
-
 def live_clients_command(port: int, workspace_id: uuid.UUID, key: str, count: int, seconds: float) -> list[str]:
     return [sys.executable, "-m", "bench.sse_clients", str(port), str(workspace_id), key, str(count), str(seconds)]
 
 
 async def main_async(stack: BenchStack) -> None:
-    key = await issue_master_key(stack.database_url, stack.workspace_id)
+    tenant = await new_tenant(stack.database_url)
+    key = tenant.master_key
     started = time.perf_counter()
-    await load_events(stack.database_url, stack.workspace_id)
+    await load_events(stack.database_url, tenant.workspace_id)
     print(f"loaded {EVENTS:,} events over 30 days in {time.perf_counter() - started:.0f} s")
 
     port = free_port()
@@ -140,8 +102,8 @@ async def main_async(stack: BenchStack) -> None:
            "TEMPORAL_ADDRESS": "127.0.0.1:1"}  # volume and live do not need Temporal
     with serve(["-m", "web"], port, env):
         base = f"http://127.0.0.1:{port}"
-        naive, naive_rows = await time_naive(stack.database_url, stack.workspace_id)
-        api, api_rows = await time_api(base, stack.workspace_id, key)
+        naive, naive_rows = await time_naive(stack.database_url, tenant.workspace_id)
+        api, api_rows = await time_api(base, tenant.workspace_id, key)
         assert api_rows == naive_rows, (api_rows, naive_rows)
         print(f"volume, 24 h, {api_rows} rows: API p50 {statistics.median(api):.1f} ms, p99 {pct(api, 0.99):.1f} ms "
               f"({'ok' if pct(api, 0.99) < 100 else 'MISSED'}: target < 100 ms)")
@@ -149,11 +111,11 @@ async def main_async(stack: BenchStack) -> None:
         print(f"ratio naive / API p50: {statistics.median(naive) / statistics.median(api):.0f}x")
 
         per_process = CLIENTS // CLIENT_PROCESSES
-        clients = [subprocess.Popen(live_clients_command(port, stack.workspace_id, key, per_process,
+        clients = [subprocess.Popen(live_clients_command(port, tenant.workspace_id, key, per_process,
                                                          LIVE_SECONDS + 4), stdout=subprocess.PIPE, text=True)
                    for _ in range(CLIENT_PROCESSES)]
         await asyncio.sleep(2)  # let every client connect
-        sent = await ingest_at_rate(base, stack.write_key, LIVE_SECONDS)
+        sent = await ingest_at_rate(base, tenant.write_key, RATE, LIVE_SECONDS)
         lags, dropped, received = [], 0, 0
         for process in clients:
             out, _ = process.communicate(timeout=60)

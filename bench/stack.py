@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -56,6 +57,63 @@ async def _prepare(url: str) -> tuple[uuid.UUID, str]:
         source = await SourceRepository(session).create(workspace.id, "bench", None)
     await engine.dispose()
     return workspace.id, source.key
+
+
+@dataclass
+class Tenant:
+    """A workspace of its own, with a master key and an event source."""
+    workspace_id: uuid.UUID
+    master_key: str
+    write_key: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.master_key}"}
+
+
+async def new_tenant(database_url: str, name: str = "bench") -> Tenant:
+    from models.workspaces import MasterKeyRepository
+
+    engine = create_engine(Settings(database_url=database_url), pool_size=1)
+    async with session_factory(engine)() as session, session.begin():
+        workspace = await WorkspaceRepository(session).create(name)
+        issued = await MasterKeyRepository(session).issue(workspace.id, "bench")
+        source = await SourceRepository(session).create(workspace.id, "bench", None)
+    await engine.dispose()
+    return Tenant(workspace.id, issued.secret, source.key)
+
+
+def pct(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * p))] if ordered else float("nan")
+
+
+async def ingest_at_rate(base: str, write_key: str, rate: int, seconds: float, batch_size: int = 10) -> int:
+    """`rate` events/s for `seconds`, as /v1/batch requests of `batch_size` sent on a fixed
+    schedule (open loop), each event stamped with its send time (`properties.sent_ns`)."""
+    import httpx
+
+    sent = 0
+    interval = batch_size / rate
+    async with httpx.AsyncClient(base_url=base, headers={"X-Write-Key": write_key}, timeout=30,
+                                 limits=httpx.Limits(max_connections=64)) as http:
+        started = time.perf_counter()
+        tick = 0
+        pending: set[asyncio.Task] = set()
+        while (now := time.perf_counter()) - started < seconds:
+            due = started + tick * interval
+            if due > now:
+                await asyncio.sleep(due - now)
+            batch = [{"type": "track", "event": "bench", "userId": "u", "properties": {"sent_ns": time.time_ns()}}
+                     for _ in range(batch_size)]
+            task = asyncio.create_task(http.post("/v1/batch", json={"batch": batch}))
+            pending.add(task)
+            task.add_done_callback(pending.discard)
+            sent += batch_size
+            tick += 1
+        for response in await asyncio.gather(*pending):
+            assert response.status_code == 200, response.text
+    return sent
 
 
 @contextmanager

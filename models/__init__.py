@@ -7,6 +7,7 @@ that calls them owns the transaction.
 from models.base import Base
 from models.contracts import ContractViolation, EventContract
 from models.events import Event
+from models.forwarding import DeadLetter, DeliveryAttempt, Destination, ForwardingRetry, ForwardingRule
 from models.rate_limits import RateLimitCounter
 from models.sources import EventSource
 from models.streams import Stream, StreamEvent
@@ -14,5 +15,6 @@ from models.transformations import EventTransformation, TransformationVersion
 from models.volume import EventVolumeHourly
 from models.workspaces import MasterKey, Workspace
 
-__all__ = ["Base", "ContractViolation", "Event", "EventContract", "EventSource", "MasterKey", "RateLimitCounter", "Stream", "StreamEvent", "EventTransformation",
+__all__ = ["Base", "ContractViolation", "DeadLetter", "DeliveryAttempt", "Destination", "Event", "ForwardingRetry",
+           "ForwardingRule", "EventContract", "EventSource", "MasterKey", "RateLimitCounter", "Stream", "StreamEvent", "EventTransformation",
            "EventVolumeHourly", "TransformationVersion", "Workspace"]

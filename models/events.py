@@ -15,7 +15,7 @@ from typing import Any
 
 import asyncpg
 import orjson
-from sqlalchemy import ForeignKey, Index, String, Text, select, text
+from sqlalchemy import BigInteger, ForeignKey, Index, String, Text, select, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
@@ -42,9 +42,12 @@ class Event(Base):
     timestamp: Mapped[datetime]
     received_at: Mapped[datetime]
     body: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    # The storing transaction's id: forwarding reads events in commit order (models.forwarding).
+    commit_xid: Mapped[int] = mapped_column(BigInteger, server_default=text("pg_current_xact_id()::text::bigint"))
 
     __table_args__ = (
         Index("ix_events_workspace_id_id", "workspace_id", "id"),
+        Index("ix_events_workspace_id_commit_xid_id", "workspace_id", "commit_xid", "id"),
         # Dedup of Segment messageIds, per workspace (kept as long as the event is).
         Index("uq_events_workspace_id_message_id", "workspace_id", "message_id", unique=True,
               postgresql_where=text("message_id IS NOT NULL")),

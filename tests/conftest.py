@@ -96,6 +96,9 @@ def settings(database_url: str, temporal_env: WorkflowEnvironment, tmp_path_fact
         task_queue=TASK_QUEUE,
         data_dir=tmp_path_factory.mktemp("data"),
         allow_private_destinations=True,
+        retry_base_seconds=0.2,  # forwarding retries in tenths of seconds, not seconds
+        retry_max_seconds=3.0,
+        forward_idle_seconds=1.0,
     )
 
 

@@ -82,10 +82,23 @@ def create_app(settings: Settings | None = None) -> Quart:
 
     register_error_handlers(app)
 
-    from web import contracts, events, health, ingest, live, sources, streams, transformations, workspaces
+    from web import (
+        contracts,
+        destinations,
+        events,
+        forwarding_rules,
+        health,
+        ingest,
+        live,
+        sources,
+        streams,
+        transformations,
+        workspaces,
+    )
 
     for blueprint in (health.blueprint, workspaces.blueprint, streams.blueprint, events.blueprint, live.blueprint,
-                      sources.blueprint, contracts.blueprint, transformations.blueprint, ingest.blueprint):
+                      sources.blueprint, contracts.blueprint, transformations.blueprint, destinations.blueprint,
+                      forwarding_rules.blueprint, ingest.blueprint):
         app.register_blueprint(blueprint)
     if settings.ingest_lane:
         app.asgi_app = IngestLane(app, app.asgi_app)  # type: ignore[method-assign]

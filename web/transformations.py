@@ -15,6 +15,7 @@ from quart import Blueprint, Response
 from quart_schema import document_response
 
 from activities.sandbox import TransformOutcome, TransformSourceError
+from models.forwarding import ForwardingRepository
 from models.timestamps import iso
 from models.transformations import ACTIVE, DRAFT, ERROR, EventTransformation, TransformationRepository
 from web.auth import master_key_for_workspace, parse_uuid
@@ -225,6 +226,9 @@ async def delete_transformation(workspace_id: uuid.UUID, transform_id: str) -> R
         t = await repository.get(workspace_id, parse_uuid(transform_id, transformation_not_found()), for_update=True)
         if t is None:
             raise transformation_not_found()
+        if await ForwardingRepository(session).rules_using(transformation_id=t.id):
+            raise APIError(409, "transformation_in_use", "Forwarding rules use this transformation; remove it from "
+                           "them first.")
         await repository.delete(t)
     return Response(status=204)
 

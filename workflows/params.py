@@ -53,3 +53,76 @@ class StreamCleanupInput:
 class StreamCleanupResult:
     streams_expired: int = 0
     counters_pruned: int = 0
+
+
+@dataclass
+class ForwardingInput:
+    rule_id: str
+    workspace_id: str
+    batch_size: int = 1000
+    idle_seconds: float = 5.0
+
+
+@dataclass
+class ForwardBatchInput:
+    rule_id: str
+    max_events: int = 1000
+
+
+@dataclass
+class ForwardBatchResult:
+    state: str  # "ok" | "held" (the destination refused the whole batch) | "disabled" | "gone"
+    delivered: int = 0
+    dead_lettered: int = 0
+    retrying: int = 0
+    more: bool = False  # a full batch was read: go again at once
+    hold_seconds: float = 0.0
+    cursor: str = ""
+    last_error: str | None = None
+    lag_seconds: float = 0.0
+    head_attempts: int = 0
+
+
+@dataclass
+class ForwardingStatus:
+    """What the `status` query answers (for operators in the Temporal UI)."""
+    rule_id: str
+    state: str = "starting"  # starting | delivering | waiting | held | stopped
+    cursor: str = ""
+    lag_seconds: float = 0.0
+    batch_in_flight: bool = False
+    last_error: str | None = None
+    attempts: int = 0  # of the batch the destination keeps refusing
+    delivered: int = 0  # in this run (since the last continue-as-new)
+    batches: int = 0
+
+
+@dataclass
+class ReplayInput:
+    rule_id: str
+    since: str  # ISO 8601: events received at or after
+    upper_xid: int  # the rule's cursor when the replay was asked for: live delivery covers the rest
+    upper_id: str
+    after_xid: int = 0
+    after_id: str = ""
+    replayed: int = 0
+
+
+@dataclass
+class ReplayBatchResult:
+    state: str  # "ok" | "held" | "done" | "gone"
+    after_xid: int = 0
+    after_id: str = ""
+    replayed: int = 0
+    hold_seconds: float = 0.0
+
+
+@dataclass
+class RedriveInput:
+    rule_id: str
+    event_ids: list[str] | None = None  # None: every dead letter of the rule
+
+
+@dataclass
+class RedriveResult:
+    redriven: int = 0

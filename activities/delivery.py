@@ -1,0 +1,201 @@
+"""Sending events to destinations over HTTP, and what each answer means.
+
+- `webhook`: one request per event (`single`) or a JSON array of up to `max_batch_size`
+  events (`batch`), signed per Standard Webhooks v1 (`webhook-id`, `webhook-timestamp`,
+  `webhook-signature`; during a rotation both secrets sign, space-separated).
+- `segment`: `POST {host}/v1/batch` with the write key as Basic auth, `messageId` on every
+  message, so another Headwater, RudderStack or Segment drops what it has already seen.
+
+An answer is `delivered` (2xx), `retry` (network error, timeout, 408, 429, 5xx; `Retry-After`
+kept) or `permanent` (any other status: the receiver will not change its mind).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import ipaddress
+import socket
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+import orjson
+from standardwebhooks.webhooks import Webhook
+
+EXCERPT_CHARS = 1000
+RETRYABLE_STATUSES = {408, 429}
+USER_AGENT = "Headwater-Forwarder/0.1"
+
+
+class PrivateDestination(Exception):
+    """The destination's host resolves to an address we must not send to."""
+
+
+@dataclass
+class Answer:
+    outcome: str  # delivered | retry | permanent
+    status: int | None = None
+    error: str | None = None
+    excerpt: str | None = None
+    retry_after: float | None = None
+    duration_ms: float = 0.0
+
+
+@dataclass
+class Delivery:
+    """One request's worth: the events it carries (ids, for the records) and their JSON bodies."""
+    event_ids: list[str]
+    bodies: list[str]  # each event's JSON text
+    message_ids: list[str] = field(default_factory=list)  # webhook-id / messageId per body
+    answer: Answer | None = None
+
+
+def is_private_address(address: str) -> bool:
+    ip = ipaddress.ip_address(address)
+    if ip.version == 6 and ip.ipv4_mapped:
+        ip = ip.ipv4_mapped
+    return (ip.is_private or ip.is_loopback or ip.is_link_local or ip.is_reserved or ip.is_multicast
+            or ip.is_unspecified)
+
+
+async def check_public(url: str) -> None:
+    """Raises PrivateDestination if the URL's host resolves to a loopback, private or
+    link-local address (any of its addresses), or does not resolve at all."""
+    host = urlsplit(url).hostname
+    if not host:
+        raise PrivateDestination(f"{url!r} has no host")
+    try:
+        infos = await asyncio.get_running_loop().getaddrinfo(host, None, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise PrivateDestination(f"{host} does not resolve: {exc.strerror}") from None
+    for info in infos:
+        address = info[4][0]
+        if is_private_address(address):
+            raise PrivateDestination(f"{host} resolves to {address}, a loopback, private or link-local address")
+
+
+def sign(secrets: list[str], message_id: str, timestamp: datetime, body: str) -> str:
+    return " ".join(Webhook(secret).sign(message_id, timestamp, body) for secret in secrets)
+
+
+def batch_message_id(event_ids: list[str]) -> str:
+    """A batch's webhook-id: the same for the same events, so a retried batch keeps it."""
+    return "msg_" + hashlib.sha256(",".join(event_ids).encode()).hexdigest()[:32]
+
+
+def classify(response: httpx.Response, started: float) -> Answer:
+    duration = (time.perf_counter() - started) * 1000
+    status = response.status_code
+    excerpt = response.text[:EXCERPT_CHARS] if response.content else None
+    if 200 <= status < 300:
+        return Answer("delivered", status, duration_ms=duration)
+    if status in RETRYABLE_STATUSES or status >= 500:
+        return Answer("retry", status, f"HTTP {status}", excerpt, retry_after(response), duration)
+    return Answer("permanent", status, f"HTTP {status}", excerpt, duration_ms=duration)
+
+
+def retry_after(response: httpx.Response) -> float | None:
+    value = response.headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        try:
+            return max(0.0, (parsedate_to_datetime(value) - datetime.now(UTC)).total_seconds())
+        except (TypeError, ValueError):
+            return None
+
+
+class Sender:
+    """Sends one destination's deliveries; shared httpx client, the destination's timeout."""
+
+    def __init__(self, http: httpx.AsyncClient, destination_type: str, config: dict[str, Any],
+                 secrets: list[str]) -> None:
+        self.http, self.type, self.config, self.secrets = http, destination_type, config, secrets
+        self.timeout = config.get("timeout_ms", 10_000) / 1000
+
+    @property
+    def url(self) -> str:
+        if self.type == "segment":
+            return self.config["host"].rstrip("/") + "/v1/batch"
+        return self.config["url"]
+
+    def group(self, event_ids: list[str], bodies: list[str], message_ids: list[str]) -> list[Delivery]:
+        """Split a batch into requests as the destination wants them."""
+        if self.type == "webhook" and self.config.get("mode", "single") == "single":
+            return [Delivery([e], [b], [m]) for e, b, m in zip(event_ids, bodies, message_ids, strict=True)]
+        size = self.config.get("max_batch_size", 100)
+        return [Delivery(event_ids[i:i + size], bodies[i:i + size], message_ids[i:i + size])
+                for i in range(0, len(bodies), size)]
+
+    async def send(self, delivery: Delivery) -> Answer:
+        started = time.perf_counter()
+        try:
+            response = await self.http.request(self.method, self.url, content=self._body(delivery),
+                                               headers=self._headers(delivery), timeout=self.timeout)
+        except httpx.TimeoutException:
+            return Answer("retry", None, f"timed out after {self.timeout * 1000:.0f} ms",
+                          duration_ms=(time.perf_counter() - started) * 1000)
+        except httpx.HTTPError as exc:
+            return Answer("retry", None, f"{type(exc).__name__}: {exc}"[:EXCERPT_CHARS],
+                          duration_ms=(time.perf_counter() - started) * 1000)
+        return classify(response, started)
+
+    @property
+    def method(self) -> str:
+        return self.config.get("method", "POST") if self.type == "webhook" else "POST"
+
+    def _body(self, delivery: Delivery) -> bytes:
+        if self.type == "segment":
+            messages = [to_segment(orjson.loads(body), message_id)
+                        for body, message_id in zip(delivery.bodies, delivery.message_ids, strict=True)]
+            return orjson.dumps({"batch": messages, "sentAt": datetime.now(UTC).isoformat()})
+        if self.config.get("mode", "single") == "single":
+            return delivery.bodies[0].encode()
+        return ("[" + ",".join(delivery.bodies) + "]").encode()
+
+    def _headers(self, delivery: Delivery) -> dict[str, str]:
+        headers = {"content-type": "application/json", "user-agent": USER_AGENT}
+        if self.type == "segment":
+            auth = httpx.BasicAuth(self.config["write_key"], "")
+            headers["authorization"] = next(auth.auth_flow(httpx.Request("POST", self.url))).headers["authorization"]
+            return headers
+        headers.update(self.config.get("headers") or {})
+        message_id = delivery.message_ids[0] if len(delivery.message_ids) == 1 and \
+            self.config.get("mode", "single") == "single" else batch_message_id(delivery.message_ids)
+        now = datetime.now(UTC)
+        body = self._body(delivery).decode()
+        headers["webhook-id"] = message_id
+        headers["webhook-timestamp"] = str(int(now.timestamp()))
+        headers["webhook-signature"] = sign(self.secrets, message_id, now, body)
+        return headers
+
+
+SEGMENT_FIELDS = {
+    "user_id": "userId", "anonymous_id": "anonymousId", "group_id": "groupId", "message_id": "messageId",
+    "previous_id": "previousId", "original_timestamp": "originalTimestamp", "sent_at": "sentAt",
+    "received_at": "receivedAt",
+}
+
+
+def to_segment(event: dict[str, Any], message_id: str) -> dict[str, Any]:
+    """The canonical event in Segment's wire form; audit events go as `track` with the action
+    as the event name and their fields under properties."""
+    out: dict[str, Any] = {}
+    for key, value in event.items():
+        if key in ("id", "workspace_id", "source_id") or (key == "name" and event.get("type") == "track"):
+            continue
+        out[SEGMENT_FIELDS.get(key, key)] = value
+    if event.get("type") == "audit":
+        out = {"type": "track", "event": event.get("action") or event.get("name"),
+               "userId": (event.get("actor") or {}).get("id") or "unknown",
+               "properties": {k: v for k, v in event.items() if k not in ("type", "id", "workspace_id")},
+               "timestamp": event.get("timestamp")}
+    out["messageId"] = message_id
+    return out

@@ -1,0 +1,265 @@
+"""Destinations, forwarding rules and what delivery records: per-event retries, dead letters
+and the log of delivery attempts.
+
+A rule reads its workspace's events in commit order: every event row carries the id of the
+transaction that stored it (`events.commit_xid`), and a reader only takes events of
+transactions older than the oldest one still running (`pg_snapshot_xmin`), so no event can
+later appear behind a rule's cursor. The cursor is (commit_xid, event id).
+"""
+
+from __future__ import annotations
+
+import base64
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    ARRAY,
+    BigInteger,
+    Boolean,
+    ForeignKey,
+    Identity,
+    Index,
+    Integer,
+    String,
+    Text,
+    delete,
+    func,
+    select,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Mapped, mapped_column
+
+from models.base import Base, CreatedAt, UUIDPrimaryKey
+
+# Events committed by transactions older than every running one: the forwarding horizon.
+HORIZON_SQL = "pg_snapshot_xmin(pg_current_snapshot())::text::bigint"
+
+
+class Destination(UUIDPrimaryKey, CreatedAt, Base):
+    __tablename__ = "destinations"
+
+    workspace_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("workspaces.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    type: Mapped[str] = mapped_column(String(16))  # webhook | segment
+    config: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    signing_secret: Mapped[str | None] = mapped_column(String(100))
+    previous_secret: Mapped[str | None] = mapped_column(String(100))  # also signs until it expires
+    previous_secret_expires_at: Mapped[datetime | None]
+    updated_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+
+class ForwardingRule(UUIDPrimaryKey, CreatedAt, Base):
+    __tablename__ = "forwarding_rules"
+
+    workspace_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("workspaces.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    destination_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("destinations.id", ondelete="RESTRICT"), index=True)
+    event_types: Mapped[list[str]] = mapped_column(ARRAY(Text), default=list)
+    event_names: Mapped[list[str]] = mapped_column(ARRAY(Text), default=list)
+    transformation_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("event_transformations.id", ondelete="RESTRICT"), index=True)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    # Where the rule has read up to, in commit order.
+    cursor_xid: Mapped[int] = mapped_column(BigInteger)
+    cursor_id: Mapped[str] = mapped_column(String(40), default="")
+    # While the destination refuses whole batches: how often the head batch has been tried.
+    head_attempts: Mapped[int] = mapped_column(Integer, default=0)
+    head_first_failed_at: Mapped[datetime | None]
+    delivered: Mapped[int] = mapped_column(BigInteger, default=0)
+    dead_lettered: Mapped[int] = mapped_column(BigInteger, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    last_delivered_at: Mapped[datetime | None]
+    updated_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+
+class ForwardingRetry(Base):
+    """An event a destination refused while others of its batch went through: retried on its own."""
+    __tablename__ = "forwarding_retries"
+    __table_args__ = (Index("ix_forwarding_retries_rule_id_next_attempt_at", "rule_id", "next_attempt_at"),)
+
+    rule_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("forwarding_rules.id", ondelete="CASCADE"), primary_key=True)
+    event_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    attempts: Mapped[int] = mapped_column(Integer)
+    first_attempt_at: Mapped[datetime]
+    next_attempt_at: Mapped[datetime]
+    last_status: Mapped[int | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+
+class DeadLetter(Base):
+    __tablename__ = "dead_letters"
+    __table_args__ = (Index("ix_dead_letters_rule_id_seq", "rule_id", "seq"),
+                      Index("uq_dead_letters_rule_id_event_id", "rule_id", "event_id", unique=True))
+
+    seq: Mapped[int] = mapped_column(BigInteger, Identity(always=True), primary_key=True)
+    id: Mapped[uuid.UUID] = mapped_column(unique=True, server_default=text("gen_random_uuid()"))
+    rule_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("forwarding_rules.id", ondelete="CASCADE"))
+    event_id: Mapped[str] = mapped_column(String(40))
+    attempts: Mapped[int] = mapped_column(Integer)
+    last_status: Mapped[int | None]
+    response_excerpt: Mapped[str | None] = mapped_column(Text)
+    error: Mapped[str | None] = mapped_column(Text)
+    first_attempt_at: Mapped[datetime]
+    last_attempt_at: Mapped[datetime]
+
+
+class DeliveryAttempt(Base):
+    """One request to a destination (it may carry many events)."""
+    __tablename__ = "delivery_attempts"
+    __table_args__ = (Index("ix_delivery_attempts_rule_id_seq", "rule_id", "seq"),)
+
+    seq: Mapped[int] = mapped_column(BigInteger, Identity(always=True), primary_key=True)
+    rule_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("forwarding_rules.id", ondelete="CASCADE"))
+    attempted_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    event_ids: Mapped[list[str]] = mapped_column(ARRAY(Text))
+    outcome: Mapped[str] = mapped_column(String(16))  # delivered | retrying | dead_lettered | held
+    status_code: Mapped[int | None]
+    error: Mapped[str | None] = mapped_column(Text)
+    response_excerpt: Mapped[str | None] = mapped_column(Text)
+    duration_ms: Mapped[float | None]
+
+
+def encode_seq_cursor(seq: int) -> str:
+    return base64.urlsafe_b64encode(f"s{seq}".encode()).decode().rstrip("=")
+
+
+def decode_seq_cursor(cursor: str) -> int:
+    """Raises ValueError for anything that is not a cursor we issued."""
+    value = base64.urlsafe_b64decode((cursor + "=" * (-len(cursor) % 4)).encode()).decode()
+    if not value.startswith("s") or not value[1:].isdigit():
+        raise ValueError("not a cursor")
+    return int(value[1:])
+
+
+@dataclass(frozen=True)
+class RuleStats:
+    delivered: int
+    dead_lettered: int
+    pending: int
+    lag_seconds: float
+    last_error: str | None
+    last_delivered_at: datetime | None
+
+
+PENDING_COUNT_CAP = 100_000  # counting further costs more than the figure is worth
+
+
+class ForwardingRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    # --- destinations ------------------------------------------------------------------------
+
+    async def destinations(self, workspace_id: uuid.UUID) -> list[Destination]:
+        return list(await self.session.scalars(select(Destination).where(Destination.workspace_id == workspace_id)
+                                               .order_by(Destination.created_at, Destination.id)))
+
+    async def destination(self, workspace_id: uuid.UUID, destination_id: uuid.UUID, *,
+                          for_update: bool = False) -> Destination | None:
+        query = select(Destination).where(Destination.workspace_id == workspace_id, Destination.id == destination_id)
+        return await self.session.scalar(query.with_for_update() if for_update else query)
+
+    async def add(self, row: Any) -> Any:
+        self.session.add(row)
+        await self.session.flush()
+        await self.session.refresh(row)
+        return row
+
+    # --- rules -------------------------------------------------------------------------------
+
+    async def rules(self, workspace_id: uuid.UUID) -> list[ForwardingRule]:
+        return list(await self.session.scalars(select(ForwardingRule).where(ForwardingRule.workspace_id == workspace_id)
+                                               .order_by(ForwardingRule.created_at, ForwardingRule.id)))
+
+    async def rule(self, workspace_id: uuid.UUID | None, rule_id: uuid.UUID, *,
+                   for_update: bool = False) -> ForwardingRule | None:
+        query = select(ForwardingRule).where(ForwardingRule.id == rule_id)
+        if workspace_id is not None:
+            query = query.where(ForwardingRule.workspace_id == workspace_id)
+        return await self.session.scalar(query.with_for_update() if for_update else query)
+
+    async def enabled_rules(self) -> list[tuple[uuid.UUID, uuid.UUID]]:
+        """(rule id, workspace id) of every enabled rule: what the worker keeps running."""
+        rows = await self.session.execute(select(ForwardingRule.id, ForwardingRule.workspace_id)
+                                          .where(ForwardingRule.enabled.is_(True)))
+        return [(row.id, row.workspace_id) for row in rows]
+
+    async def horizon(self) -> int:
+        return int(await self.session.scalar(text(f"SELECT {HORIZON_SQL}")))
+
+    async def rules_using(self, *, destination_id: uuid.UUID | None = None,
+                          transformation_id: uuid.UUID | None = None) -> int:
+        query = select(func.count()).select_from(ForwardingRule)
+        if destination_id is not None:
+            query = query.where(ForwardingRule.destination_id == destination_id)
+        if transformation_id is not None:
+            query = query.where(ForwardingRule.transformation_id == transformation_id)
+        return int(await self.session.scalar(query))
+
+    async def stats(self, rule: ForwardingRule) -> RuleStats:
+        """Counters from the rule row; pending and lag from what is still to deliver."""
+        matching = _matching_sql(rule)
+        row = (await self.session.execute(text(f"""
+            SELECT (SELECT count(*) FROM (SELECT 1 FROM events
+                        WHERE workspace_id = :workspace_id AND (commit_xid, id) > (:cursor_xid, :cursor_id) {matching}
+                        LIMIT {PENDING_COUNT_CAP}) AS ahead) AS ahead,
+                   (SELECT min(received_at) FROM (SELECT received_at FROM events
+                        WHERE workspace_id = :workspace_id AND (commit_xid, id) > (:cursor_xid, :cursor_id) {matching}
+                        ORDER BY commit_xid, id LIMIT 1) AS head) AS head_received_at,
+                   (SELECT count(*) FROM forwarding_retries WHERE rule_id = :rule_id) AS retrying,
+                   (SELECT min(e.received_at) FROM forwarding_retries r JOIN events e
+                        ON e.workspace_id = :workspace_id AND e.id = r.event_id WHERE r.rule_id = :rule_id) AS oldest_retry,
+                   now() AS now
+        """), {"workspace_id": rule.workspace_id, "cursor_xid": rule.cursor_xid, "cursor_id": rule.cursor_id,
+               "rule_id": rule.id, "event_types": rule.event_types or None, "event_names": rule.event_names or None,
+               })).one()
+        oldest = min((t for t in (row.head_received_at, row.oldest_retry) if t is not None), default=None)
+        lag = (row.now - oldest).total_seconds() if oldest is not None else 0.0
+        return RuleStats(delivered=rule.delivered, dead_lettered=rule.dead_lettered, pending=row.ahead + row.retrying,
+                         lag_seconds=round(max(lag, 0.0), 3), last_error=rule.last_error,
+                         last_delivered_at=rule.last_delivered_at)
+
+    # --- dead letters and attempts -----------------------------------------------------------
+
+    async def dead_letters(self, rule_id: uuid.UUID, limit: int, before_seq: int | None) -> tuple[list[DeadLetter], str | None]:
+        query = select(DeadLetter).where(DeadLetter.rule_id == rule_id)
+        if before_seq is not None:
+            query = query.where(DeadLetter.seq < before_seq)
+        rows = list(await self.session.scalars(query.order_by(DeadLetter.seq.desc()).limit(limit + 1)))
+        return rows[:limit], encode_seq_cursor(rows[limit - 1].seq) if len(rows) > limit else None
+
+    async def deliveries(self, rule_id: uuid.UUID, limit: int) -> list[DeliveryAttempt]:
+        return list(await self.session.scalars(select(DeliveryAttempt).where(DeliveryAttempt.rule_id == rule_id)
+                                               .order_by(DeliveryAttempt.seq.desc()).limit(limit)))
+
+    async def redrive(self, rule_id: uuid.UUID, event_ids: list[str] | None) -> int:
+        """Move dead letters (all, or those with these ids or event ids) back to be retried now,
+        attempts reset."""
+        condition = "rule_id = :rule_id" + (" AND (event_id = ANY(:event_ids) OR id::text = ANY(:event_ids))"
+                                            if event_ids is not None else "")
+        moved = await self.session.execute(text(f"""
+            WITH moved AS (DELETE FROM dead_letters WHERE {condition} RETURNING rule_id, event_id)
+            INSERT INTO forwarding_retries (rule_id, event_id, attempts, first_attempt_at, next_attempt_at)
+            SELECT rule_id, event_id, 0, now(), now() FROM moved
+            ON CONFLICT (rule_id, event_id) DO UPDATE SET next_attempt_at = now()
+        """), {"rule_id": rule_id, "event_ids": event_ids})
+        return moved.rowcount or 0
+
+    async def delete_rule(self, rule: ForwardingRule) -> None:
+        await self.session.execute(delete(ForwardingRule).where(ForwardingRule.id == rule.id))
+
+
+def _matching_sql(rule: ForwardingRule) -> str:
+    """The rule's filters as SQL on `events` (binds :event_types and :event_names)."""
+    parts = []
+    if rule.event_types:
+        parts.append("AND type = ANY(:event_types)")
+    if rule.event_names:
+        parts.append("AND name = ANY(:event_names)")
+    return " ".join(parts)

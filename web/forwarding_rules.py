@@ -1,0 +1,322 @@
+"""Forwarding rules (`/api/v1/workspaces/{id}/event-forwarding-rules`, master key): CRUD with
+live stats, replay, dead letters and their redrive, recent delivery attempts.
+
+Each enabled rule has one long-lived workflow, `forward-{rule_id}` (workflows/forwarding.py):
+creating or enabling a rule starts it, disabling or deleting ends it. If Temporal is away at
+that moment the rule is still saved; the worker's reconciler starts it within a minute.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from quart import Blueprint, Response
+from quart_schema import document_querystring, document_response
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from models.forwarding import DeadLetter, DeliveryAttempt, ForwardingRepository, ForwardingRule, decode_seq_cursor
+from models.timestamps import iso, parse_iso
+from models.transformations import ACTIVE, TransformationRepository
+from web.auth import master_key_for_workspace, parse_uuid
+from web.errors import APIError
+from web.jsonio import json_body, parse_query
+from web.responses import json_response
+from web.services import Services, TemporalUnavailable, services
+from workflows.control import start_forwarding, stop_forwarding
+from workflows.params import RedriveInput, ReplayInput
+from workflows.redrive import RedriveWorkflow
+from workflows.replay import ReplayWorkflow
+
+log = logging.getLogger("headwater.web")
+
+blueprint = Blueprint("forwarding_rules", __name__,
+                      url_prefix="/api/v1/workspaces/<workspace_id>/event-forwarding-rules")
+
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+EventType = Literal["track", "identify", "page", "screen", "group", "alias", "audit"]
+EventName = Annotated[str, StringConstraints(min_length=1, max_length=512)]
+
+
+class CreateRule(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: Name
+    destination_id: uuid.UUID
+    event_types: list[EventType] = Field(default_factory=list, max_length=10)  # empty: all
+    event_names: list[EventName] = Field(default_factory=list, max_length=500)  # empty: all
+    transformation_id: uuid.UUID | None = None
+    enabled: bool = True
+
+
+class UpdateRule(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: Name | None = None
+    destination_id: uuid.UUID | None = None
+    event_types: list[EventType] | None = Field(default=None, max_length=10)
+    event_names: list[EventName] | None = Field(default=None, max_length=500)
+    transformation_id: uuid.UUID | None = None
+    enabled: bool | None = None
+
+
+class RuleStatsOut(BaseModel):
+    delivered: int
+    dead_lettered: int
+    pending: int
+    lag_seconds: float
+    last_error: str | None
+    last_delivered_at: str | None
+
+
+class RuleOut(BaseModel):
+    id: uuid.UUID
+    workspace_id: uuid.UUID
+    name: str
+    destination_id: uuid.UUID
+    event_types: list[str]
+    event_names: list[str]
+    transformation_id: uuid.UUID | None
+    enabled: bool
+    stats: RuleStatsOut
+    created_at: str
+    updated_at: str
+
+
+class ReplayRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    since: datetime
+
+    @field_validator("since", mode="before")
+    @classmethod
+    def _iso(cls, value: Any) -> Any:
+        return parse_iso(value) if isinstance(value, str) else value
+
+
+class RedriveRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    ids: list[Annotated[str, StringConstraints(min_length=1, max_length=64)]] | None = Field(default=None,
+                                                                                          max_length=10_000)
+
+
+class PageQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    limit: int = Field(default=100, ge=1, le=1000)
+    cursor: str | None = None
+
+
+class RecentQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    limit: int = Field(default=50, ge=1, le=1000)
+
+
+def rule_not_found() -> APIError:
+    return APIError(404, "rule_not_found", "No such forwarding rule.")
+
+
+async def rule_json(repository: ForwardingRepository, rule: ForwardingRule) -> dict[str, Any]:
+    stats = await repository.stats(rule)
+    return {
+        "id": str(rule.id), "workspace_id": str(rule.workspace_id), "name": rule.name,
+        "destination_id": str(rule.destination_id), "event_types": rule.event_types, "event_names": rule.event_names,
+        "transformation_id": str(rule.transformation_id) if rule.transformation_id else None, "enabled": rule.enabled,
+        "stats": {"delivered": stats.delivered, "dead_lettered": stats.dead_lettered, "pending": stats.pending,
+                  "lag_seconds": stats.lag_seconds, "last_error": stats.last_error,
+                  "last_delivered_at": iso(stats.last_delivered_at)},
+        "created_at": iso(rule.created_at), "updated_at": iso(rule.updated_at),
+    }
+
+
+async def check_references(session: AsyncSession, workspace_id: uuid.UUID, destination_id: uuid.UUID | None,
+                           transformation_id: uuid.UUID | None) -> None:
+    """The destination and the transformation must be this workspace's; the transformation active."""
+    if destination_id is not None and await ForwardingRepository(session).destination(workspace_id, destination_id) is None:
+        raise APIError(422, "destination_not_found", "destination_id is not a destination of this workspace.",
+                       [{"field": "destination_id", "message": "no such destination in this workspace"}])
+    if transformation_id is not None:
+        transformation = await TransformationRepository(session).get(workspace_id, transformation_id)
+        if transformation is None or transformation.status != ACTIVE:
+            raise APIError(422, "transformation_not_active", "transformation_id must be an active transformation of "
+                           "this workspace.", [{"field": "transformation_id",
+                                                "message": "not found" if transformation is None
+                                                else f"status is {transformation.status}"}])
+
+
+async def _temporal(svc: Services):
+    try:
+        return await svc.temporal.client()
+    except TemporalUnavailable:
+        return None
+
+
+async def run_or_stop(svc: Services, rule: ForwardingRule) -> None:
+    """Start or stop the rule's workflow to match `enabled`; if Temporal is away, the worker's
+    reconciler catches up (stopping happens anyway: a disabled rule's next batch ends it)."""
+    client = await _temporal(svc)
+    if client is None:
+        log.warning("Temporal unavailable: rule %s saved; its workflow follows when Temporal is back", rule.id)
+        return
+    if rule.enabled:
+        await start_forwarding(client, svc.settings, rule.id, rule.workspace_id)
+    else:
+        await stop_forwarding(client, rule.id)
+
+
+async def _get(session: AsyncSession, workspace_id: uuid.UUID, rule_id: str, *, for_update: bool = False) -> ForwardingRule:
+    rule = await ForwardingRepository(session).rule(workspace_id, parse_uuid(rule_id, rule_not_found()),
+                                                    for_update=for_update)
+    if rule is None:
+        raise rule_not_found()
+    return rule
+
+
+@blueprint.get("")
+@master_key_for_workspace
+async def list_rules(workspace_id: uuid.UUID) -> Response:
+    async with services().transaction() as session:
+        repository = ForwardingRepository(session)
+        data = [await rule_json(repository, rule) for rule in await repository.rules(workspace_id)]
+    return json_response({"data": data, "next_cursor": None})
+
+
+@blueprint.post("")
+@master_key_for_workspace
+@json_body(CreateRule)
+@document_response(RuleOut, 201)
+async def create_rule(workspace_id: uuid.UUID, body: CreateRule) -> Response:
+    """Create a rule; it forwards events committed after its creation (`replay` sends older ones)."""
+    svc = services()
+    async with svc.transaction() as session:
+        await check_references(session, workspace_id, body.destination_id, body.transformation_id)
+        repository = ForwardingRepository(session)
+        rule = await repository.add(ForwardingRule(
+            id=uuid.uuid4(), workspace_id=workspace_id, cursor_xid=await repository.horizon(), cursor_id="",
+            head_attempts=0, delivered=0, dead_lettered=0, **body.model_dump()))
+        out = await rule_json(repository, rule)
+    await run_or_stop(svc, rule)
+    return json_response(out, 201)
+
+
+@blueprint.get("/<rule_id>")
+@master_key_for_workspace
+@document_response(RuleOut)
+async def get_rule(workspace_id: uuid.UUID, rule_id: str) -> Response:
+    async with services().transaction() as session:
+        rule = await _get(session, workspace_id, rule_id)
+        return json_response(await rule_json(ForwardingRepository(session), rule))
+
+
+@blueprint.put("/<rule_id>")
+@master_key_for_workspace
+@json_body(UpdateRule)
+@document_response(RuleOut)
+async def update_rule(workspace_id: uuid.UUID, rule_id: str, body: UpdateRule) -> Response:
+    """Change any fields; the rule's next batch uses them. `enabled` starts or ends its workflow."""
+    changes = body.model_dump(exclude_unset=True)
+    for required in ("name", "destination_id", "event_types", "event_names", "enabled"):
+        if required in changes and changes[required] is None:
+            raise APIError(422, "validation_failed", f"{required} cannot be null.",
+                           [{"field": required, "message": "cannot be null"}])
+    svc = services()
+    async with svc.transaction() as session:
+        rule = await _get(session, workspace_id, rule_id, for_update=True)
+        await check_references(session, workspace_id, changes.get("destination_id"), changes.get("transformation_id"))
+        for name, value in changes.items():
+            setattr(rule, name, value)
+        rule.updated_at = datetime.now(UTC)
+        await session.flush()
+        out = await rule_json(ForwardingRepository(session), rule)
+    if "enabled" in changes:
+        await run_or_stop(svc, rule)
+    return json_response(out)
+
+
+@blueprint.delete("/<rule_id>")
+@master_key_for_workspace
+async def delete_rule(workspace_id: uuid.UUID, rule_id: str) -> Response:
+    """Delete a rule with its retries, dead letters and attempt log; its workflow ends."""
+    svc = services()
+    async with svc.transaction() as session:
+        rule = await _get(session, workspace_id, rule_id, for_update=True)
+        await ForwardingRepository(session).delete_rule(rule)
+    client = await _temporal(svc)
+    if client is not None:
+        await stop_forwarding(client, rule.id)
+    return Response(status=204)
+
+
+async def _start(svc: Services, workflow_run: Any, params: Any, workflow_id: str) -> None:
+    client = await _temporal(svc)
+    if client is None:
+        raise APIError(503, "temporal_unavailable", "The workflow service is unavailable; try again shortly.")
+    await client.start_workflow(workflow_run, params, id=workflow_id, task_queue=svc.settings.task_queue)
+
+
+@blueprint.post("/<rule_id>/replay")
+@master_key_for_workspace
+@json_body(ReplayRequest)
+async def replay(workspace_id: uuid.UUID, rule_id: str, body: ReplayRequest) -> Response:
+    """Re-send the rule's matching events received since `since` (a backfill, in commit order,
+    up to where the rule stands now). Runs as a workflow; answers 202 with its id."""
+    svc = services()
+    async with svc.transaction() as session:
+        rule = await _get(session, workspace_id, rule_id)
+    workflow_id = f"replay-{rule.id}-{uuid.uuid4().hex[:12]}"
+    await _start(svc, ReplayWorkflow.run, ReplayInput(rule_id=str(rule.id), since=body.since.isoformat(),
+                                                      upper_xid=rule.cursor_xid, upper_id=rule.cursor_id), workflow_id)
+    return json_response({"workflow_id": workflow_id, "since": iso(body.since)}, 202)
+
+
+def dead_letter_json(d: DeadLetter) -> dict[str, Any]:
+    return {"id": str(d.id), "event_id": d.event_id, "attempts": d.attempts, "last_status": d.last_status,
+            "response_excerpt": d.response_excerpt, "error": d.error, "first_attempt_at": iso(d.first_attempt_at),
+            "last_attempt_at": iso(d.last_attempt_at)}
+
+
+@blueprint.get("/<rule_id>/dead-letters")
+@master_key_for_workspace
+@document_querystring(PageQuery)
+async def dead_letters(workspace_id: uuid.UUID, rule_id: str) -> Response:
+    """Events given up on, newest first, keyset-paginated."""
+    query: PageQuery = parse_query(PageQuery)
+    try:
+        before = decode_seq_cursor(query.cursor) if query.cursor else None
+    except ValueError:
+        raise APIError(400, "invalid_cursor", "The cursor is not one this API issued.") from None
+    async with services().transaction() as session:
+        rule = await _get(session, workspace_id, rule_id)
+        rows, next_cursor = await ForwardingRepository(session).dead_letters(rule.id, query.limit, before)
+    return json_response({"data": [dead_letter_json(d) for d in rows], "next_cursor": next_cursor})
+
+
+@blueprint.post("/<rule_id>/dead-letters/redrive")
+@master_key_for_workspace
+@json_body(RedriveRequest, optional=True)
+async def redrive(workspace_id: uuid.UUID, rule_id: str, body: RedriveRequest) -> Response:
+    """Send dead letters again — all, or `{"ids": [...]}` (dead letter ids or event ids). Runs
+    as a workflow; answers 202 with its id."""
+    svc = services()
+    async with svc.transaction() as session:
+        rule = await _get(session, workspace_id, rule_id)
+    workflow_id = f"redrive-{rule.id}-{uuid.uuid4().hex[:12]}"
+    await _start(svc, RedriveWorkflow.run, RedriveInput(rule_id=str(rule.id), event_ids=body.ids), workflow_id)
+    return json_response({"workflow_id": workflow_id}, 202)
+
+
+def attempt_json(a: DeliveryAttempt) -> dict[str, Any]:
+    return {"attempted_at": iso(a.attempted_at), "event_ids": a.event_ids, "event_count": len(a.event_ids),
+            "outcome": a.outcome, "status_code": a.status_code, "error": a.error,
+            "response_excerpt": a.response_excerpt, "duration_ms": a.duration_ms}
+
+
+@blueprint.get("/<rule_id>/deliveries")
+@master_key_for_workspace
+@document_querystring(RecentQuery)
+async def deliveries(workspace_id: uuid.UUID, rule_id: str) -> Response:
+    """Recent delivery attempts (one per request to the destination), newest first."""
+    query: RecentQuery = parse_query(RecentQuery)
+    async with services().transaction() as session:
+        rule = await _get(session, workspace_id, rule_id)
+        rows = await ForwardingRepository(session).deliveries(rule.id, query.limit)
+    return json_response({"data": [attempt_json(a) for a in rows], "next_cursor": None})

@@ -8,7 +8,7 @@ import logging
 import signal
 from datetime import timedelta
 
-import httpx
+import aiohttp
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import (
@@ -54,8 +54,10 @@ class HeadwaterWorker:
     def __init__(self, client: Client, sessions: async_sessionmaker[AsyncSession], settings: Settings) -> None:
         self.client, self.sessions, self.settings = client, sessions, settings
         self.sandbox = SandboxProcess(SandboxLimits.from_settings(settings))
-        self.http = httpx.AsyncClient(limits=httpx.Limits(max_connections=1000, max_keepalive_connections=200),
-                                      follow_redirects=False)
+        # A session of its own per worker; its connection pool is shared by every rule (per-host
+        # connections are not limited, so a slow destination cannot starve the others).
+        self.http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=1000, limit_per_host=0),
+                                          skip_auto_headers=["User-Agent"])
         self.waker = RuleWaker(client, settings.postgres_dsn)
         streams = StreamActivities(sessions)
         forwarding = ForwardingActivities(sessions, Transformer(sessions, self.sandbox, settings), self.http, settings,
@@ -80,7 +82,7 @@ class HeadwaterWorker:
             self._reconciler.cancel()
         await self.worker.__aexit__(*exc)
         await self.waker.close()
-        await self.http.aclose()
+        await self.http.close()
         await asyncio.to_thread(self.sandbox.close)
 
     async def reconcile(self) -> int:

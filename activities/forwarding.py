@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import aiohttp
 import asyncpg
-import httpx
 import orjson
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -45,6 +45,10 @@ from workflows.params import (
 log = logging.getLogger("headwater.forwarding")
 
 ATTEMPT_LOG_KEEP = 1000  # delivery attempts kept per rule
+# Requests in flight per batch unless the destination says (`max_in_flight`). One request at
+# a time delivers in ingest order (batch mode, segment); single mode sends one request per
+# event, so it keeps several in flight: they leave in ingest order and may arrive out of it.
+SINGLE_MODE_IN_FLIGHT = 10
 MAX_RETRY_AFTER_SECONDS = 3600.0
 DEFAULT_MAX_ATTEMPTS = 8
 DEFAULT_MAX_RETRY_AGE_SECONDS = 24 * 3600
@@ -101,8 +105,10 @@ class RuleWaker:
         self._tasks: set[asyncio.Task] = set()
 
     async def idle(self, workspace_id: uuid.UUID, rule_id: uuid.UUID) -> None:
+        """Remember that `rule_id` waits for its workspace's next commit. Never raises: the
+        rule's idle timer covers whatever goes wrong here."""
         try:
-            async with self._lock:
+            async with self._lock:  # one operation at a time on the connection
                 if self._conn is None or self._conn.is_closed():
                     self._conn = await asyncpg.connect(self.dsn)
                     for listening in self._idle:
@@ -110,20 +116,28 @@ class RuleWaker:
                 if workspace_id not in self._idle:
                     await self._conn.add_listener(pubsub_topic(workspace_id), self._heard)
                 self._idle[workspace_id].add(rule_id)
-        except (asyncpg.PostgresError, OSError) as exc:  # the idle timer still wakes the rule
+        except Exception as exc:  # noqa: BLE001 — see the docstring
             log.warning("waker: cannot listen for workspace %s: %s", workspace_id, exc)
 
     def _heard(self, _conn: Any, _pid: int, channel: str, _payload: str) -> None:
         workspace_id = uuid.UUID(channel.removeprefix("hw_events_"))
         rules = self._idle.pop(workspace_id, set())
-        if self._conn is not None and not self._conn.is_closed():
-            task = asyncio.create_task(self._conn.remove_listener(channel, self._heard))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+        self._spawn(self._unlisten(workspace_id, channel))
         for rule_id in rules:
-            task = asyncio.create_task(self._wake(rule_id))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._spawn(self._wake(rule_id))
+
+    def _spawn(self, coroutine: Any) -> None:
+        task = asyncio.create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _unlisten(self, workspace_id: uuid.UUID, channel: str) -> None:
+        try:
+            async with self._lock:
+                if workspace_id not in self._idle and self._conn is not None and not self._conn.is_closed():
+                    await self._conn.remove_listener(channel, self._heard)
+        except Exception as exc:  # noqa: BLE001 — a stale listener only costs a spurious wake-up
+            log.debug("waker: unlisten %s: %s", channel, exc)
 
     async def _wake(self, rule_id: uuid.UUID) -> None:
         from workflows.forwarding import ForwardingWorkflow, workflow_id
@@ -142,7 +156,7 @@ class RuleWaker:
 class ForwardingActivities:
     """The worker's forwarding activities; dependencies injected in worker.py."""
 
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], transformer: Transformer, http: httpx.AsyncClient,
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], transformer: Transformer, http: aiohttp.ClientSession,
                  settings: Settings, waker: RuleWaker | None = None) -> None:
         self.sessions, self.transformer, self.http, self.settings = sessions, transformer, http, settings
         self.waker = waker
@@ -298,9 +312,8 @@ class ForwardingActivities:
             secrets.append(destination.previous_secret)
         sender = Sender(self.http, destination.type, destination.config, secrets)
         batch.deliveries = sender.group(event_ids, bodies, message_ids)
-        # One request at a time keeps the destination's order the ingest order; a webhook in
-        # single mode may allow more in flight (`max_in_flight`), trading order for speed.
-        limit = asyncio.Semaphore(destination.config.get("max_in_flight", 1))
+        limit = asyncio.Semaphore(destination.config.get("max_in_flight") or
+                                  (SINGLE_MODE_IN_FLIGHT if sender.single else 1))
 
         async def send(delivery: Delivery) -> None:
             async with limit:

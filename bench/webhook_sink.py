@@ -20,8 +20,9 @@ stats: dict[int, dict] = {}
 
 def record(port: int, body: bytes) -> None:
     now = time.time_ns()
-    entry = stats.setdefault(port, {"events": 0, "requests": 0, "lags_ms": [], "ids": set()})
+    entry = stats.setdefault(port, {"events": 0, "requests": 0, "lags_ms": [], "last_ns": 0})
     entry["requests"] += 1
+    entry["last_ns"] = now
     at = body.find(MARK)
     while at >= 0:
         start = at + len(MARK)
@@ -36,8 +37,8 @@ def record(port: int, body: bytes) -> None:
 
 
 def take_stats() -> bytes:
-    out = {str(port): {"events": s["events"], "requests": s["requests"], "lags_ms": s["lags_ms"]}
-           for port, s in stats.items()}
+    out = {str(port): {"events": s["events"], "requests": s["requests"], "lags_ms": s["lags_ms"],
+                       "last_ns": s["last_ns"]} for port, s in stats.items()}
     stats.clear()
     return orjson.dumps(out)
 

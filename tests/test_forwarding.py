@@ -15,7 +15,7 @@ import sys
 import time
 import uuid
 
-import httpx
+import aiohttp
 import pytest
 from standardwebhooks.webhooks import Webhook
 from temporalio.client import WorkflowExecutionStatus
@@ -94,8 +94,10 @@ async def test_webhook_single_mode_signed(client, workspace, source, sink):
     rule = await make_rule(client, workspace, destination)
     ids = [await track(client, source, properties={"n": n}) for n in range(3)]
     await sink.wait_for(lambda: len(sink.received) >= 3)
-    assert [r.headers["webhook-id"] for r in sink.received] == ids  # in ingest order
-    for request, event_id in zip(sink.received, ids):
+    # Single mode keeps up to 10 requests in flight by default: all arrive, maybe not in order.
+    assert sorted(r.headers["webhook-id"] for r in sink.received) == sorted(ids)
+    for request in sink.received:
+        event_id = request.headers["webhook-id"]
         payload = verify(destination, request)
         stored = await (await client.get(workspace.url(f"/events/{event_id}"), headers=workspace.headers)).get_json()
         stored.pop("request_id")
@@ -199,7 +201,7 @@ async def test_429_honours_retry_after(client, workspace, source):
 
 
 async def test_a_sink_down_for_a_while_then_back_gets_everything_in_order(client, workspace, source, sink):
-    destination = await make_destination(client, workspace, sink.url)
+    destination = await make_destination(client, workspace, sink.url, max_in_flight=1)  # strictly in order
     rule = await make_rule(client, workspace, destination)
     await sink.stop()
     ids = [await track(client, source, properties={"n": n}) for n in range(5)]
@@ -207,7 +209,7 @@ async def test_a_sink_down_for_a_while_then_back_gets_everything_in_order(client
     async def held():
         state = await rule_state(client, workspace, rule)
         assert state["stats"]["pending"] == 5 and state["stats"]["delivered"] == 0
-        assert "ConnectError" in (state["stats"]["last_error"] or "")
+        assert "Cannot connect to host" in (state["stats"]["last_error"] or "")
         assert state["stats"]["lag_seconds"] > 0
     await eventually(held)
     await asyncio.sleep(1.5)  # a few more refused attempts
@@ -268,7 +270,7 @@ async def test_transformation_drop_and_fan_out(client, workspace, source, sink):
     response = await client.post(workspace.url("/event-transformations"), headers=workspace.headers,
                                  json={"name": "t", "source_code": code, "status": "active"})
     transformation = await response.get_json()
-    destination = await make_destination(client, workspace, sink.url)
+    destination = await make_destination(client, workspace, sink.url, max_in_flight=1)
     await make_rule(client, workspace, destination, transformation_id=transformation["id"])
     skip = await track(client, source, "skip")
     order = await track(client, source, "order", properties={"items": ["a", "b"]})
@@ -323,7 +325,7 @@ async def test_replay_sends_older_events(client, workspace, source, sink):
     before = [await track(client, source, properties={"n": n}) for n in range(4)]
     since = (await (await client.get(workspace.url(f"/events/{before[1]}"), headers=workspace.headers)).get_json())[
         "received_at"]
-    destination = await make_destination(client, workspace, sink.url)
+    destination = await make_destination(client, workspace, sink.url, max_in_flight=1)
     rule = await make_rule(client, workspace, destination)
     after = await track(client, source, properties={"n": 4})
     await sink.wait_for(lambda: len(sink.received) >= 1)
@@ -420,7 +422,7 @@ async def test_private_addresses_refused(app, settings, workspace, sessions, san
     rule = await make_rule(client, workspace, destination, enabled=False)
     await track(client, source)
     strict_settings = settings.model_copy(update={"allow_private_destinations": False})
-    async with httpx.AsyncClient() as http:
+    async with aiohttp.ClientSession() as http:
         activities = ForwardingActivities(sessions, Transformer(sessions, sandbox, strict_settings), http,
                                           strict_settings)
         await client.put(workspace.url(f"/event-forwarding-rules/{rule['id']}"), json={"enabled": True},

@@ -45,9 +45,9 @@ class WebhookConfig(RetryConfig):
                   Annotated[str, StringConstraints(max_length=4000)]] = {}
     mode: Literal["single", "batch"] = "single"
     max_batch_size: int = Field(default=100, ge=1, le=1000)
-    # Requests in flight at once. 1 (the default) delivers in ingest order; more is faster in
-    # single mode, and then events of one batch may arrive out of order.
-    max_in_flight: int = Field(default=1, ge=1, le=64)
+    # Requests in flight at once; unset: 10 in single mode, 1 in batch mode. With 1, events
+    # arrive in ingest order; with more, events of one batch may arrive out of order.
+    max_in_flight: int | None = Field(default=None, ge=1, le=64)
 
     @field_validator("headers")
     @classmethod

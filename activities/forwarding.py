@@ -92,52 +92,55 @@ def backoff(attempts: int, retry_after: float | None, base: float, cap: float) -
 class RuleWaker:
     """Tells rule workflows that wait for events that their workspace just committed some.
 
-    A forwarding activity that finds its rule caught up calls `idle()`; this LISTENs on that
-    workspace's pubsub topic (the commit NOTIFY) and, at the next commit, signals `wake` to
-    each rule that idled there, once. Busy rules are never signalled: they read again anyway.
+    A batch first `watch()`es its workspace (LISTEN on its pubsub topic, which every commit
+    NOTIFYs) and notes the workspace's generation; once caught up it `settle()`s: if anything
+    was committed since it read, it goes again at once, otherwise the rule is signalled `wake`
+    at the workspace's next commit, once. The check and the registration happen without an
+    await between them, so no commit falls between the two. Busy rules are never signalled.
     """
 
     def __init__(self, client: Client, dsn: str) -> None:
         self.client, self.dsn = client, dsn
         self._idle: dict[uuid.UUID, set[uuid.UUID]] = defaultdict(set)  # workspace → rules
+        self._generation: dict[uuid.UUID, int] = defaultdict(int)  # workspace → commits heard
         self._conn: asyncpg.Connection | None = None
         self._lock = asyncio.Lock()
         self._tasks: set[asyncio.Task] = set()
 
-    async def idle(self, workspace_id: uuid.UUID, rule_id: uuid.UUID) -> None:
-        """Remember that `rule_id` waits for its workspace's next commit. Never raises: the
-        rule's idle timer covers whatever goes wrong here."""
+    async def watch(self, workspace_id: uuid.UUID) -> int | None:
+        """LISTEN for the workspace's commits (from now on); its current generation. Never
+        raises: None means "cannot tell", and the rule's idle timer covers the rest."""
         try:
             async with self._lock:  # one operation at a time on the connection
                 if self._conn is None or self._conn.is_closed():
                     self._conn = await asyncpg.connect(self.dsn)
-                    for listening in self._idle:
+                    for listening in list(self._generation):
+                        self._generation[listening] += 1  # commits may have gone unheard
                         await self._conn.add_listener(pubsub_topic(listening), self._heard)
-                if workspace_id not in self._idle:
+                if workspace_id not in self._generation:
                     await self._conn.add_listener(pubsub_topic(workspace_id), self._heard)
-                self._idle[workspace_id].add(rule_id)
+                return self._generation[workspace_id]
         except Exception as exc:  # noqa: BLE001 — see the docstring
             log.warning("waker: cannot listen for workspace %s: %s", workspace_id, exc)
+            return None
+
+    def settle(self, workspace_id: uuid.UUID, rule_id: uuid.UUID, generation: int | None) -> bool:
+        """True if the workspace committed since `generation` (read again now); otherwise
+        the rule is woken at its next commit."""
+        if generation is None:
+            return False
+        if self._generation[workspace_id] != generation:
+            return True
+        self._idle[workspace_id].add(rule_id)
+        return False
 
     def _heard(self, _conn: Any, _pid: int, channel: str, _payload: str) -> None:
         workspace_id = uuid.UUID(channel.removeprefix("hw_events_"))
-        rules = self._idle.pop(workspace_id, set())
-        self._spawn(self._unlisten(workspace_id, channel))
-        for rule_id in rules:
-            self._spawn(self._wake(rule_id))
-
-    def _spawn(self, coroutine: Any) -> None:
-        task = asyncio.create_task(coroutine)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def _unlisten(self, workspace_id: uuid.UUID, channel: str) -> None:
-        try:
-            async with self._lock:
-                if workspace_id not in self._idle and self._conn is not None and not self._conn.is_closed():
-                    await self._conn.remove_listener(channel, self._heard)
-        except Exception as exc:  # noqa: BLE001 — a stale listener only costs a spurious wake-up
-            log.debug("waker: unlisten %s: %s", channel, exc)
+        self._generation[workspace_id] += 1
+        for rule_id in self._idle.pop(workspace_id, set()):
+            task = asyncio.create_task(self._wake(rule_id))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
 
     async def _wake(self, rule_id: uuid.UUID) -> None:
         from workflows.forwarding import ForwardingWorkflow, workflow_id
@@ -166,6 +169,8 @@ class ForwardingActivities:
     @activity.defn(name="forward_batch")
     async def forward_batch(self, params: ForwardBatchInput) -> ForwardBatchResult:
         async with _heartbeating():
+            if params.linger_seconds:
+                await asyncio.sleep(params.linger_seconds)
             return await self._forward_batch(uuid.UUID(params.rule_id), params.max_events)
 
     async def _forward_batch(self, rule_id: uuid.UUID, limit: int) -> ForwardBatchResult:
@@ -176,6 +181,7 @@ class ForwardingActivities:
                 return ForwardBatchResult(state="gone")
             if not rule.enabled:
                 return ForwardBatchResult(state="disabled")
+            generation = await self.waker.watch(rule.workspace_id) if self.waker is not None else None
             destination = await session.get(Destination, rule.destination_id)
             horizon = await repository.horizon()
             retries = await self._due_retries(session, rule, limit)
@@ -220,7 +226,7 @@ class ForwardingActivities:
             cursor=_cursor(*new_cursor), last_error=recorded["last_error"],
             lag_seconds=(now - fresh[0].received_at).total_seconds() if fresh else 0.0)
         if not result.more and self.waker is not None:
-            await self.waker.idle(rule.workspace_id, rule.id)
+            result.news = self.waker.settle(rule.workspace_id, rule.id, generation)
         return result
 
     async def _due_retries(self, session: AsyncSession, rule: ForwardingRule, limit: int) -> list[Row]:

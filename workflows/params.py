@@ -67,6 +67,7 @@ class ForwardingInput:
 class ForwardBatchInput:
     rule_id: str
     max_events: int = 1000
+    linger_seconds: float = 0.0  # wait this long before reading, so a trickle arrives as one batch
 
 
 @dataclass
@@ -76,6 +77,7 @@ class ForwardBatchResult:
     dead_lettered: int = 0
     retrying: int = 0
     more: bool = False  # a full batch was read: go again at once
+    news: bool = False  # not full, but the workspace committed since it read: go again soon
     hold_seconds: float = 0.0
     cursor: str = ""
     last_error: str | None = None

@@ -17,6 +17,7 @@ import uuid
 
 import aiohttp
 import pytest
+from sqlalchemy import update
 from standardwebhooks.webhooks import Webhook
 from temporalio.client import WorkflowExecutionStatus
 
@@ -24,7 +25,9 @@ from activities.forwarding import ForwardingActivities
 from activities.transformations import Transformer
 from tests.conftest import ApiProcess, WorkspaceKey, make_workspace
 from tests.sinks import Reply, Sink
+from models.forwarding import ForwardingRule
 from workflows.forwarding import ForwardingWorkflow, workflow_id
+from workflows.params import ForwardingInput
 
 
 @pytest.fixture
@@ -237,6 +240,45 @@ async def test_exhausted_retries_become_dead_letters(client, workspace, source):
         assert [(d["event_id"], d["attempts"], d["last_status"]) for d in letters] == [(event_id, 3, 503)]
     finally:
         await sink.stop()
+
+
+async def test_a_timeout_is_retried(client, workspace, source):
+    answers = iter([Reply(delay=2.0)])
+    sink = await Sink(lambda request: next(answers, Reply())).start()
+    try:
+        destination = await make_destination(client, workspace, sink.url, timeout_ms=300)
+        rule = await make_rule(client, workspace, destination)
+        event_id = await track(client, source)
+        await sink.wait_for(lambda: len(sink.received) >= 2)
+        assert [r.headers["webhook-id"] for r in sink.received] == [event_id, event_id]
+
+        async def delivered():
+            state = await rule_state(client, workspace, rule)
+            assert state["stats"]["delivered"] == 1 and state["stats"]["last_error"] == "timed out after 300 ms"
+        await eventually(delivered)
+    finally:
+        await sink.stop()
+
+
+async def test_continue_as_new_keeps_delivering(client, workspace, source, sink, sessions, settings, temporal_env):
+    """A short run (2 batches) continues as new and goes on from the rule's cursor."""
+    destination = await make_destination(client, workspace, sink.url)
+    rule = await make_rule(client, workspace, destination, enabled=False)
+    async with sessions() as session, session.begin():  # enabled without the API starting a workflow
+        await session.execute(update(ForwardingRule).where(ForwardingRule.id == uuid.UUID(rule["id"]))
+                              .values(enabled=True))
+    handle = await temporal_env.client.start_workflow(
+        ForwardingWorkflow.run, ForwardingInput(rule_id=rule["id"], workspace_id=workspace.id, idle_seconds=0.5,
+                                                batches_per_run=2),
+        id=workflow_id(rule["id"]), task_queue=settings.task_queue)
+    first_run = handle.result_run_id
+    ids = []
+    for _ in range(3):
+        ids.append(await track(client, source))
+        await sink.wait_for(lambda: len(sink.received) == len(ids))
+    assert [r.headers["webhook-id"] for r in sink.received] == ids
+    described = await temporal_env.client.get_workflow_handle(workflow_id(rule["id"])).describe()
+    assert described.run_id != first_run and described.status == WorkflowExecutionStatus.RUNNING
 
 
 async def test_one_dead_destination_does_not_slow_another(client, workspace, source, sink):

@@ -21,7 +21,6 @@ with workflow.unsafe.imports_passed_through():
     from activities.forwarding import ForwardingActivities
     from workflows.params import ForwardBatchInput, ForwardingInput, ForwardingStatus
 
-BATCHES_PER_RUN = 500  # then continue-as-new, unless Temporal suggests it sooner
 # After a batch that was not full, the next one lingers this long before reading: a trickle of
 # events then costs a few batches a second per rule, not one per commit (Temporal's dev server
 # runs a few hundred activities a second for all rules together).
@@ -51,7 +50,7 @@ class ForwardingWorkflow:
     async def run(self, params: ForwardingInput) -> ForwardingStatus:
         status = self._status = ForwardingStatus(rule_id=params.rule_id)
         linger = 0.0
-        for _ in range(BATCHES_PER_RUN):
+        for _ in range(params.batches_per_run):
             if self._stop:
                 return self._stopped()
             self._wake = False  # a signal from here on is news the next wait must not miss

@@ -61,6 +61,7 @@ class ForwardingInput:
     workspace_id: str
     batch_size: int = 1000
     idle_seconds: float = 5.0
+    batches_per_run: int = 500  # then continue-as-new (sooner if Temporal suggests it)
 
 
 @dataclass

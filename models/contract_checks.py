@@ -114,13 +114,15 @@ def compile_schema(definition: Any) -> dict[str, Any]:
 # random schemas and events). A schema using anything else is checked by jsonschema.
 
 _ANNOTATIONS = {"$schema", "$comment", "title", "description", "examples", "default", "deprecated"}
+# Parsed JSON holds exactly these classes (no subclasses), so a class test is enough; bool is
+# its own class, so True is neither a number nor an integer, as in JSON Schema.
 _TYPE_TESTS = {
-    "object": lambda v: isinstance(v, dict),
-    "array": lambda v: isinstance(v, list),
-    "string": lambda v: isinstance(v, str),
-    "number": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
-    "integer": lambda v: (isinstance(v, int) and not isinstance(v, bool)) or (isinstance(v, float) and v.is_integer()),
-    "boolean": lambda v: isinstance(v, bool),
+    "object": lambda v: v.__class__ is dict,
+    "array": lambda v: v.__class__ is list,
+    "string": lambda v: v.__class__ is str,
+    "number": lambda v: v.__class__ is int or v.__class__ is float,
+    "integer": lambda v: v.__class__ is int or (v.__class__ is float and v.is_integer()),
+    "boolean": lambda v: v.__class__ is bool,
     "null": lambda v: v is None,
 }
 Check = Any  # (instance, path: tuple, out: list[tuple[tuple, str, str]]) -> None
@@ -162,6 +164,9 @@ def _compile_fast(node: Any) -> Check:
         else:
             raise _NotFast
 
+    if len(checks) == 1:  # the common case (a property with just a type): no loop
+        return checks[0]
+
     def check(instance: Any, path: tuple, out: list) -> None:
         for one in checks:
             one(instance, path, out)
@@ -169,6 +174,14 @@ def _compile_fast(node: Any) -> Check:
 
 
 def _type_check(tests: list, names: str) -> Check:
+    if len(tests) == 1:
+        test = tests[0]
+
+        def check_one(instance: Any, path: tuple, out: list) -> None:
+            if not test(instance):
+                out.append((path, "type_mismatch", f"{instance!r} is not of type {names}"))
+        return check_one
+
     def check(instance: Any, path: tuple, out: list) -> None:
         if not any(test(instance) for test in tests):
             out.append((path, "type_mismatch", f"{instance!r} is not of type {names}"))

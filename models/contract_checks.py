@@ -109,33 +109,52 @@ def compile_schema(definition: Any) -> dict[str, Any]:
 # --- the fast path ---------------------------------------------------------------------------
 # jsonschema builds every error it finds (~95 µs for a valid 10-property object here, 150–250
 # µs for an invalid one). Most contracts use a few keywords — type, properties, required,
-# items, string enums — so those compile to plain Python closures that report exactly what
-# jsonschema reports (kind, path, message; tests/test_contract_checks.py compares the two on
-# random schemas and events). A schema using anything else is checked by jsonschema.
+# items, string enums — so a schema made only of those is compiled into the source of one
+# plain Python function (as fastjsonschema does) that reports exactly what jsonschema reports:
+# kind, path, message (tests/test_contract_checks.py compares the two on random schemas and
+# events). A schema using anything else is checked by jsonschema.
 
 _ANNOTATIONS = {"$schema", "$comment", "title", "description", "examples", "default", "deprecated"}
 # Parsed JSON holds exactly these classes (no subclasses), so a class test is enough; bool is
 # its own class, so True is neither a number nor an integer, as in JSON Schema.
 _TYPE_TESTS = {
-    "object": lambda v: v.__class__ is dict,
-    "array": lambda v: v.__class__ is list,
-    "string": lambda v: v.__class__ is str,
-    "number": lambda v: v.__class__ is int or v.__class__ is float,
-    "integer": lambda v: v.__class__ is int or (v.__class__ is float and v.is_integer()),
-    "boolean": lambda v: v.__class__ is bool,
-    "null": lambda v: v is None,
+    "object": "{v}.__class__ is dict",
+    "array": "{v}.__class__ is list",
+    "string": "{v}.__class__ is str",
+    "number": "({v}.__class__ is int or {v}.__class__ is float)",
+    "integer": "({v}.__class__ is int or ({v}.__class__ is float and {v}.is_integer()))",
+    "boolean": "{v}.__class__ is bool",
+    "null": "{v} is None",
 }
-Check = Any  # (instance, path: tuple, out: list[tuple[tuple, str, str]]) -> None
+MAX_FAST_DEPTH = 20
+Check = Any  # (instance, out: list[tuple[tuple, str, str]]) -> None
 
 
 class _NotFast(Exception):
     pass
 
 
-def _compile_fast(node: Any) -> Check:
-    if not isinstance(node, dict):
+class _Source:
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+        self.constants: dict[str, Any] = {}
+
+    def name(self, prefix: str) -> str:
+        return f"{prefix}{len(self.lines)}_{len(self.constants)}"
+
+    def constant(self, value: Any) -> str:
+        name = f"C{len(self.constants)}"
+        self.constants[name] = value
+        return name
+
+    def emit(self, depth: int, line: str) -> None:
+        self.lines.append("    " * depth + line)
+
+
+def _emit(node: Any, var: str, path: str, depth: int, src: _Source) -> None:
+    """Statements checking `var` (at tuple expression `path`) against `node`."""
+    if not isinstance(node, dict) or depth > MAX_FAST_DEPTH:
         raise _NotFast
-    checks = []
     for keyword, value in node.items():  # jsonschema's order: the schema's own
         if keyword in _ANNOTATIONS:
             continue
@@ -143,90 +162,65 @@ def _compile_fast(node: Any) -> Check:
             names = [value] if isinstance(value, str) else value
             if not isinstance(names, list) or not names or any(n not in _TYPE_TESTS for n in names):
                 raise _NotFast
-            checks.append(_type_check([_TYPE_TESTS[n] for n in names], ", ".join(repr(n) for n in names)))
+            test = " or ".join(_TYPE_TESTS[n].format(v=var) for n in names)
+            reprs = ", ".join(repr(n) for n in names)
+            src.emit(depth, f"if not ({test}):")
+            src.emit(depth + 1, f"out.append(({path}, 'type_mismatch', f'{{{var}!r}} is not of type ' {reprs!r}))")
         elif keyword in ("enum", "const"):
             allowed = value if keyword == "enum" else [value]
             if not isinstance(allowed, list) or not all(isinstance(a, str) for a in allowed):
                 raise _NotFast  # jsonschema's equality of numbers, bools and containers is subtle
-            message = (lambda v, e=value: f"{v!r} is not one of {e!r}") if keyword == "enum" else \
-                (lambda v, c=value: f"{c!r} was expected")
-            checks.append(_enum_check(frozenset(allowed), message))
+            members = src.constant(frozenset(allowed))
+            shown = src.constant(value)
+            src.emit(depth, f"if not ({var}.__class__ is str and {var} in {members}):")
+            message = (f"f'{{{var}!r}} is not one of {{{shown}!r}}'" if keyword == "enum"
+                       else f"f'{{{shown}!r}} was expected'")
+            src.emit(depth + 1, f"out.append(({path}, 'enum', {message}))")
         elif keyword == "required":
             if not isinstance(value, list) or not all(isinstance(n, str) for n in value):
                 raise _NotFast
-            checks.append(_required_check(value))
+            if value:
+                src.emit(depth, f"if {var}.__class__ is dict:")
+                for name in value:
+                    src.emit(depth + 1, f"if {name!r} not in {var}:")
+                    src.emit(depth + 2, f"out.append(((*{path}, {name!r}), 'required_missing', "
+                                        f"{repr(name) + ' is required'!r}))")
         elif keyword == "properties":
             if not isinstance(value, dict):
                 raise _NotFast
-            checks.append(_properties_check([(name, _compile_fast(child)) for name, child in value.items()]))
+            if value:
+                src.emit(depth, f"if {var}.__class__ is dict:")
+                for name, child in value.items():
+                    child_var = src.name("v")
+                    src.emit(depth + 1, f"{child_var} = {var}.get({name!r}, MISSING)")
+                    src.emit(depth + 1, f"if {child_var} is not MISSING:")
+                    src.emit(depth + 2, "pass")
+                    _emit(child, child_var, f"(*{path}, {name!r})", depth + 2, src)
         elif keyword == "items":
-            checks.append(_items_check(_compile_fast(value)))
+            index, item = src.name("i"), src.name("v")
+            src.emit(depth, f"if {var}.__class__ is list:")
+            src.emit(depth + 1, f"for {index}, {item} in enumerate({var}):")
+            src.emit(depth + 2, "pass")
+            _emit(value, item, f"(*{path}, {index})", depth + 2, src)
         else:
             raise _NotFast
 
-    if len(checks) == 1:  # the common case (a property with just a type): no loop
-        return checks[0]
-
-    def check(instance: Any, path: tuple, out: list) -> None:
-        for one in checks:
-            one(instance, path, out)
-    return check
-
-
-def _type_check(tests: list, names: str) -> Check:
-    if len(tests) == 1:
-        test = tests[0]
-
-        def check_one(instance: Any, path: tuple, out: list) -> None:
-            if not test(instance):
-                out.append((path, "type_mismatch", f"{instance!r} is not of type {names}"))
-        return check_one
-
-    def check(instance: Any, path: tuple, out: list) -> None:
-        if not any(test(instance) for test in tests):
-            out.append((path, "type_mismatch", f"{instance!r} is not of type {names}"))
-    return check
-
-
-def _enum_check(allowed: frozenset, message: Any) -> Check:
-    def check(instance: Any, path: tuple, out: list) -> None:
-        if not (isinstance(instance, str) and instance in allowed):
-            out.append((path, "enum", message(instance)))
-    return check
-
-
-def _required_check(names: list[str]) -> Check:
-    def check(instance: Any, path: tuple, out: list) -> None:
-        if isinstance(instance, dict):
-            for name in names:
-                if name not in instance:
-                    out.append(((*path, name), "required_missing", f"{name!r} is required"))
-    return check
-
-
-def _properties_check(children: list[tuple[str, Check]]) -> Check:
-    def check(instance: Any, path: tuple, out: list) -> None:
-        if isinstance(instance, dict):
-            for name, child in children:
-                if name in instance:
-                    child(instance[name], (*path, name), out)
-    return check
-
-
-def _items_check(child: Check) -> Check:
-    def check(instance: Any, path: tuple, out: list) -> None:
-        if isinstance(instance, list):
-            for index, item in enumerate(instance):
-                child(item, (*path, index), out)
-    return check
-
 
 def fast_check(schema: dict[str, Any]) -> Check | None:
-    """A plain-Python check for `schema`, or None if it uses a keyword the fast path lacks."""
+    """A compiled check for `schema`, or None if it uses a keyword the fast path lacks."""
+    src = _Source()
+    src.emit(0, "def check(instance, out):")
+    src.emit(1, "pass")
     try:
-        return _compile_fast(schema)
-    except (_NotFast, RecursionError):
+        _emit(schema, "instance", "()", 1, src)
+        namespace: dict[str, Any] = {"MISSING": _MISSING, **src.constants}
+        exec(compile("\n".join(src.lines), "<contract>", "exec"), namespace)  # noqa: S102 — our own source
+    except (_NotFast, RecursionError, SyntaxError):
         return None
+    return namespace["check"]
+
+
+_MISSING = object()
 
 
 def _clip(message: str) -> str:
@@ -278,7 +272,7 @@ class CompiledContract:
         violations = outcome.violations
         if self.fast is not None:
             found: list[tuple[tuple, str, str]] = []
-            self.fast(instance, (), found)
+            self.fast(instance, found)
             violations.extend(Violation(base + _pointer(path), kind, _clip(message))
                               for path, kind, message in found[:MAX_VIOLATIONS_PER_EVENT])
         else:

@@ -95,3 +95,16 @@ def test_the_reference_compact_schema_takes_the_fast_path():
         ("/properties/items/1/sku", "required_missing", "'sku' is required"),
         ("/properties/total", "required_missing", "'total' is required"),
     ]
+
+
+def test_any_property_name_is_data_not_code():
+    name = "'); import os; os._exit(1) #\n\"\\"
+    schema = compile_schema({"properties": {name: {"type": "string", "required": True, "enum": [name]}}})
+    contract = CompiledContract("c", 1, "track", "e", schema, "warn", "allow")
+    assert contract.fast is not None
+    assert violations(contract, {}) == [("/properties/" + name.replace("~", "~0").replace("/", "~1"),
+                                         "required_missing", f"{name!r} is required")]
+    assert violations(contract, {name: name}) == []
+    assert violations(contract, {name: 3}) == sorted([
+        ("/properties/" + name, "type_mismatch", "3 is not of type 'string'"),
+        ("/properties/" + name, "enum", f"3 is not one of {[name]!r}")])

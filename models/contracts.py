@@ -67,7 +67,9 @@ class ContractViolation(Base):
     )
 
     seq: Mapped[int] = mapped_column(BigInteger, Identity(always=True), primary_key=True)  # keyset order
-    id: Mapped[uuid.UUID] = mapped_column(unique=True, server_default=text("gen_random_uuid()"))
+    # Random (v4), so unique without an index to keep it so: the group commit writes these
+    # rows beside the events, and each index costs every violating event.
+    id: Mapped[uuid.UUID] = mapped_column(server_default=text("gen_random_uuid()"))
     workspace_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("workspaces.id", ondelete="CASCADE"))
     # No foreign key: violations are written by the ingest group commit, which must not fail
     # because a contract was deleted a moment earlier; deleting a contract deletes its own.

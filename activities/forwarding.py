@@ -29,7 +29,7 @@ from temporalio.client import Client
 
 from activities.delivery import Answer, Delivery, PrivateDestination, Sender, check_public
 from activities.transformations import Transformer
-from models.forwarding import HORIZON_SQL, Destination, ForwardingRepository, ForwardingRule, _matching_sql
+from models.forwarding import Destination, ForwardingRepository, ForwardingRule, matching_sql
 from models.sources import pubsub_topic
 from models.transformations import ERROR as TRANSFORMATION_ERROR
 from settings import Settings
@@ -201,7 +201,7 @@ class ForwardingActivities:
         destination_down = bool(refused) and all(o.outcome == "retry" for o in refused) and not any(
             batch.outcomes[r.id].outcome == "delivered" for r in retries)
         max_attempts, max_age = _retry_limits(destination)
-        now = await self._now()
+        now = datetime.now(UTC)
         if destination_down:
             attempts = rule.head_attempts + 1
             oldest = min(row.received_at for row in fresh)
@@ -256,7 +256,7 @@ class ForwardingActivities:
             values |= {"upper_xid": upper[0], "upper_id": upper[1]}
         rows = await session.execute(text(f"""
             SELECT id, commit_xid, received_at, source_id, body::text AS body_json FROM events
-            WHERE {" AND ".join(conditions)} {_matching_sql(rule)}
+            WHERE {" AND ".join(conditions)} {matching_sql(rule)}
             ORDER BY commit_xid, id LIMIT :limit
         """), values)
         return [Row(**row._mapping) for row in rows]
@@ -277,10 +277,6 @@ class ForwardingActivities:
 
     def _hold_seconds(self, attempts: int, retry_after: float | None) -> float:
         return backoff(attempts, retry_after, self.settings.retry_base_seconds, self.settings.retry_max_seconds)
-
-    @staticmethod
-    async def _now() -> datetime:
-        return datetime.now(UTC)
 
     # --- transform and deliver ---------------------------------------------------------------
 
@@ -376,15 +372,17 @@ class ForwardingActivities:
             moved = await session.execute(text("""
                 UPDATE forwarding_rules SET
                     cursor_xid = :cursor_xid, cursor_id = :cursor_id,
-                    head_attempts = CASE WHEN :held THEN head_attempts + 1 ELSE 0 END,
-                    head_first_failed_at = CASE WHEN :held THEN coalesce(head_first_failed_at, now()) END,
+                    head_attempts = CASE WHEN :held THEN head_attempts + 1 WHEN :moved THEN 0 ELSE head_attempts END,
+                    head_first_failed_at = CASE WHEN :held THEN coalesce(head_first_failed_at, now())
+                                                WHEN :moved THEN NULL ELSE head_first_failed_at END,
                     delivered = delivered + :delivered, dead_lettered = dead_lettered + :dead,
                     last_error = coalesce(:last_error, last_error),
                     last_delivered_at = CASE WHEN :delivered > 0 THEN now() ELSE last_delivered_at END
                 WHERE id = :rule_id AND cursor_xid = :from_xid AND cursor_id = :from_id
             """), {"rule_id": rule.id, "from_xid": started_from[0], "from_id": started_from[1],
                    "cursor_xid": (new_cursor or started_from)[0], "cursor_id": (new_cursor or started_from)[1],
-                   "held": held, "delivered": delivered, "dead": dead, "last_error": last_error})
+                   "held": held, "moved": new_cursor is not None and new_cursor != started_from,
+                   "delivered": delivered, "dead": dead, "last_error": last_error})
             if moved.rowcount == 0:  # another run of this batch recorded it (or the rule is gone)
                 return {"delivered": 0, "dead_lettered": 0, "retrying": 0, "last_error": last_error}
             if done_ids:
@@ -489,7 +487,7 @@ class ForwardingActivities:
                 return ReplayBatchResult(state="held", after_xid=params.after_xid, after_id=params.after_id,
                                          replayed=params.replayed, hold_seconds=self._hold_seconds(1, None))
             batch = await self._run(rule, destination, rows)
-            now = await self._now()
+            now = datetime.now(UTC)
             await self._record_replay(rule, batch, rows, now, destination)
             return ReplayBatchResult(state="ok", after_xid=rows[-1].commit_xid, after_id=rows[-1].id,
                                      replayed=params.replayed + len(rows))
@@ -542,5 +540,3 @@ class _heartbeating:
         if self._task is not None:
             self._task.cancel()
 
-
-__all__ = ["ForwardingActivities", "RuleWaker", "HORIZON_SQL", "backoff"]

@@ -204,7 +204,7 @@ class ForwardingRepository:
 
     async def stats(self, rule: ForwardingRule) -> RuleStats:
         """Counters from the rule row; pending and lag from what is still to deliver."""
-        matching = _matching_sql(rule)
+        matching = matching_sql(rule)
         row = (await self.session.execute(text(f"""
             SELECT (SELECT count(*) FROM (SELECT 1 FROM events
                         WHERE workspace_id = :workspace_id AND (commit_xid, id) > (:cursor_xid, :cursor_id) {matching}
@@ -255,7 +255,7 @@ class ForwardingRepository:
         await self.session.execute(delete(ForwardingRule).where(ForwardingRule.id == rule.id))
 
 
-def _matching_sql(rule: ForwardingRule) -> str:
+def matching_sql(rule: ForwardingRule) -> str:
     """The rule's filters as SQL on `events` (binds :event_types and :event_names)."""
     parts = []
     if rule.event_types:

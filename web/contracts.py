@@ -25,11 +25,11 @@ from models.contracts import (
     ViolationFilters,
     decode_cursor,
 )
-from models.timestamps import iso, parse_iso
+from models.timestamps import iso
 from web.auth import master_key_for_workspace, parse_uuid
 from web.cache import RefreshingCache
 from web.errors import APIError
-from web.jsonio import json_body, parse_query
+from web.jsonio import IsoDateTime, json_body, parse_query, reject_nulls
 from web.responses import json_response
 from web.services import Services, services
 
@@ -101,15 +101,10 @@ class ViolationQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
     limit: int = Field(default=100, ge=1, le=1000)
     cursor: str | None = None
-    since: datetime | None = None
+    since: IsoDateTime | None = None
     kind: Literal["required_missing", "type_mismatch", "undeclared_field", "format", "enum", "other"] | None = None
     path: str | None = None
     group_by: str | None = None
-
-    @field_validator("since", mode="before")
-    @classmethod
-    def _iso(cls, value: Any) -> Any:
-        return parse_iso(value) if isinstance(value, str) else value
 
     @field_validator("group_by")
     @classmethod
@@ -231,10 +226,7 @@ async def get_contract(workspace_id: uuid.UUID, contract_id: str) -> Response:
 async def update_contract(workspace_id: uuid.UUID, contract_id: str, body: UpdateContract) -> Response:
     """Change any fields (`status: archived` stops enforcement and keeps the violations)."""
     changes = body.model_dump(exclude_unset=True)
-    for required in ("name", "event_type", "schema_definition", "enforcement_mode", "undeclared_fields", "status"):
-        if required in changes and changes[required] is None:
-            raise APIError(422, "validation_failed", f"{required} cannot be null.", [{"field": required,
-                                                                                      "message": "cannot be null"}])
+    reject_nulls(changes, ("name", "event_type", "schema_definition", "enforcement_mode", "undeclared_fields", "status"))
     schema = compiled_schema(changes["schema_definition"]) if "schema_definition" in changes else None
     try:
         async with services().transaction() as session:

@@ -19,7 +19,7 @@ from models.forwarding import Destination, ForwardingRepository
 from models.timestamps import iso
 from web.auth import master_key_for_workspace, parse_uuid
 from web.errors import APIError
-from web.jsonio import json_body, validation_details
+from web.jsonio import json_body, reject_nulls, validation_details
 from web.responses import json_response
 from web.services import services
 
@@ -180,10 +180,7 @@ async def get_destination(workspace_id: uuid.UUID, destination_id: str) -> Respo
 async def update_destination(workspace_id: uuid.UUID, destination_id: str, body: UpdateDestination) -> Response:
     """Change the name, `enabled`, or config keys; rules use the change from their next batch."""
     changes = body.model_dump(exclude_unset=True)
-    for required in ("name", "config", "enabled"):
-        if required in changes and changes[required] is None:
-            raise APIError(422, "validation_failed", f"{required} cannot be null.",
-                           [{"field": required, "message": "cannot be null"}])
+    reject_nulls(changes, ("name", "config", "enabled"))
     async with services().transaction() as session:
         destination = await _get(session, workspace_id, destination_id, for_update=True)
         if "config" in changes:

@@ -4,10 +4,8 @@ export, and the hourly volume. The live stream is in `web.live`."""
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
-from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 from quart import Blueprint, Response
 from quart_schema import document_querystring, document_response
 
@@ -15,10 +13,9 @@ import orjson
 
 from models.events import EventFilters, EventRepository, decode_cursor
 from models.volume import VolumeRepository
-from models.timestamps import parse_iso
 from web.auth import master_key_for_workspace
 from web.errors import APIError
-from web.jsonio import parse_query
+from web.jsonio import IsoDateTime, parse_query
 from web.responses import json_response
 from web.services import services
 
@@ -40,13 +37,8 @@ class EventQuery(BaseModel):
     anonymous_id: str | None = None
     actor_id: str | None = None
     tenant_id: str | None = None
-    since: datetime | None = None
-    until: datetime | None = None
-
-    @field_validator("since", "until", mode="before")
-    @classmethod
-    def _iso(cls, value: Any) -> Any:
-        return parse_iso(value) if isinstance(value, str) else value
+    since: IsoDateTime | None = None
+    until: IsoDateTime | None = None
 
 
 class EventOut(BaseModel):

@@ -13,17 +13,17 @@ import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from quart import Blueprint, Response
 from quart_schema import document_querystring, document_response
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from models.forwarding import DeadLetter, DeliveryAttempt, ForwardingRepository, ForwardingRule, decode_seq_cursor
-from models.timestamps import iso, parse_iso
+from models.timestamps import iso
 from models.transformations import ACTIVE, TransformationRepository
 from web.auth import master_key_for_workspace, parse_uuid
 from web.errors import APIError
-from web.jsonio import json_body, parse_query
+from web.jsonio import IsoDateTime, json_body, parse_query, reject_nulls
 from web.responses import json_response
 from web.services import Services, TemporalUnavailable, services
 from workflows.control import start_forwarding, stop_forwarding
@@ -86,12 +86,7 @@ class RuleOut(BaseModel):
 
 class ReplayRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    since: datetime
-
-    @field_validator("since", mode="before")
-    @classmethod
-    def _iso(cls, value: Any) -> Any:
-        return parse_iso(value) if isinstance(value, str) else value
+    since: IsoDateTime
 
 
 class RedriveRequest(BaseModel):
@@ -214,10 +209,7 @@ async def get_rule(workspace_id: uuid.UUID, rule_id: str) -> Response:
 async def update_rule(workspace_id: uuid.UUID, rule_id: str, body: UpdateRule) -> Response:
     """Change any fields; the rule's next batch uses them. `enabled` starts or ends its workflow."""
     changes = body.model_dump(exclude_unset=True)
-    for required in ("name", "destination_id", "event_types", "event_names", "enabled"):
-        if required in changes and changes[required] is None:
-            raise APIError(422, "validation_failed", f"{required} cannot be null.",
-                           [{"field": required, "message": "cannot be null"}])
+    reject_nulls(changes, ("name", "destination_id", "event_types", "event_names", "enabled"))
     svc = services()
     async with svc.transaction() as session:
         rule = await _get(session, workspace_id, rule_id, for_update=True)

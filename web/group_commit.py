@@ -16,16 +16,13 @@ import asyncio
 import logging
 import time
 import uuid
-from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
-import orjson
 
 from models.canonical import CanonicalEvent
 from models.events import commit_events
-from models.sources import pubsub_topic
 
 log = logging.getLogger("headwater.ingest")
 

@@ -4,13 +4,15 @@ whose failures become 422s naming each field."""
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable, TypeVar
+from datetime import datetime
+from typing import Annotated, Any, Callable, TypeVar
 
 import orjson
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, BeforeValidator, ValidationError
 from quart import request
 from quart_schema import document_request
 
+from models.timestamps import parse_iso
 from web.errors import APIError
 
 Model = TypeVar("Model", bound=BaseModel)
@@ -108,6 +110,22 @@ def json_body(model: type[Model], *, optional: bool = False) -> Callable:
         return document_request(model)(wrapper)
 
     return decorator
+
+
+def reject_nulls(changes: dict[str, Any], fields: tuple[str, ...]) -> None:
+    """A partial update (PUT) may leave these fields out, not set them to null: 422 if it does."""
+    for name in fields:
+        if name in changes and changes[name] is None:
+            raise APIError(422, "validation_failed", f"{name} cannot be null.",
+                           [{"field": name, "message": "cannot be null"}])
+
+
+def _iso_or_value(value: Any) -> Any:
+    return parse_iso(value) if isinstance(value, str) else value
+
+
+# A datetime given as ISO 8601 (with `Z` or an offset), parsed the one way the API parses times.
+IsoDateTime = Annotated[datetime, BeforeValidator(_iso_or_value)]
 
 
 def parse_query(model: type[BaseModel]) -> Any:

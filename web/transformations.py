@@ -20,7 +20,7 @@ from models.timestamps import iso
 from models.transformations import ACTIVE, DRAFT, ERROR, EventTransformation, TransformationRepository
 from web.auth import master_key_for_workspace, parse_uuid
 from web.errors import APIError
-from web.jsonio import json_body
+from web.jsonio import json_body, reject_nulls
 from web.responses import json_response
 from web.services import services
 
@@ -195,10 +195,7 @@ async def update_transformation(workspace_id: uuid.UUID, transform_id: str, body
     version they started with). New code on an `error` transformation makes it `draft` again;
     `status: active` needs test_input to transform into test_output when both are given."""
     changes = body.model_dump(exclude_unset=True)
-    for required in ("name", "source_code", "status"):
-        if required in changes and changes[required] is None:
-            raise APIError(422, "validation_failed", f"{required} cannot be null.",
-                           [{"field": required, "message": "cannot be null"}])
+    reject_nulls(changes, ("name", "source_code", "status"))
     if "source_code" in changes:
         await check_code(changes["source_code"])
     async with services().transaction() as session:

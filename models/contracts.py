@@ -11,7 +11,6 @@ Violations are written by the ingest group commit, in the same statement as the 
 
 from __future__ import annotations
 
-import base64
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -35,6 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, CreatedAt, UUIDPrimaryKey
+from models.paging import cut_page, encode_seq_cursor
 
 ACTIVE, ARCHIVED = "active", "archived"
 
@@ -83,18 +83,6 @@ class ContractViolation(Base):
     message: Mapped[str] = mapped_column(Text)
     action: Mapped[str] = mapped_column(String(8))
     occurred_at: Mapped[datetime] = mapped_column(server_default=func.now())
-
-
-def encode_cursor(seq: int) -> str:
-    return base64.urlsafe_b64encode(f"v{seq}".encode()).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> int:
-    """Raises ValueError for anything that is not a cursor we issued."""
-    value = base64.urlsafe_b64decode((cursor + "=" * (-len(cursor) % 4)).encode()).decode()
-    if not value.startswith("v") or not value[1:].isdigit():
-        raise ValueError("not a violations cursor")
-    return int(value[1:])
 
 
 @dataclass
@@ -165,8 +153,7 @@ class ContractRepository:
         if before_seq is not None:
             query = query.where(ContractViolation.seq < before_seq)
         rows = list(await self.session.scalars(query.order_by(ContractViolation.seq.desc()).limit(limit + 1)))
-        next_cursor = encode_cursor(rows[limit - 1].seq) if len(rows) > limit else None
-        return rows[:limit], next_cursor
+        return cut_page(rows, limit, lambda v: encode_seq_cursor(v.seq))
 
     async def violation_groups(self, contract_id: uuid.UUID, filters: ViolationFilters,
                                group_by: list[str]) -> list[dict[str, Any]]:

@@ -22,6 +22,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base
 from models.canonical import CanonicalEvent
+from models.paging import cut_page
 from models.volume import COUNT_AND_ANNOUNCE
 
 
@@ -112,8 +113,8 @@ class EventRepository:
         if before_id is not None:
             query = query.where(Event.id < before_id)
         rows = (await self.session.execute(query.order_by(Event.id.desc()).limit(limit + 1))).all()
-        next_cursor = encode_cursor(rows[limit - 1].id) if len(rows) > limit else None
-        return [row.body for row in rows[:limit]], next_cursor
+        page, next_cursor = cut_page(rows, limit, lambda row: encode_cursor(row.id))
+        return [row.body for row in page], next_cursor
 
     async def ascending(self, workspace_id: uuid.UUID, filters: EventFilters, limit: int,
                         after_id: str | None) -> list[tuple[str, dict[str, Any]]]:

@@ -9,7 +9,6 @@ later appear behind a rule's cursor. The cursor is (commit_xid, event id).
 
 from __future__ import annotations
 
-import base64
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -35,6 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, CreatedAt, UUIDPrimaryKey
+from models.paging import cut_page, encode_seq_cursor
 
 # Events committed by transactions older than every running one: the forwarding horizon.
 HORIZON_SQL = "pg_snapshot_xmin(pg_current_snapshot())::text::bigint"
@@ -123,18 +123,6 @@ class DeliveryAttempt(Base):
     error: Mapped[str | None] = mapped_column(Text)
     response_excerpt: Mapped[str | None] = mapped_column(Text)
     duration_ms: Mapped[float | None]
-
-
-def encode_seq_cursor(seq: int) -> str:
-    return base64.urlsafe_b64encode(f"s{seq}".encode()).decode().rstrip("=")
-
-
-def decode_seq_cursor(cursor: str) -> int:
-    """Raises ValueError for anything that is not a cursor we issued."""
-    value = base64.urlsafe_b64decode((cursor + "=" * (-len(cursor) % 4)).encode()).decode()
-    if not value.startswith("s") or not value[1:].isdigit():
-        raise ValueError("not a cursor")
-    return int(value[1:])
 
 
 @dataclass(frozen=True)
@@ -232,7 +220,7 @@ class ForwardingRepository:
         if before_seq is not None:
             query = query.where(DeadLetter.seq < before_seq)
         rows = list(await self.session.scalars(query.order_by(DeadLetter.seq.desc()).limit(limit + 1)))
-        return rows[:limit], encode_seq_cursor(rows[limit - 1].seq) if len(rows) > limit else None
+        return cut_page(rows, limit, lambda d: encode_seq_cursor(d.seq))
 
     async def deliveries(self, rule_id: uuid.UUID, limit: int) -> list[DeliveryAttempt]:
         return list(await self.session.scalars(select(DeliveryAttempt).where(DeliveryAttempt.rule_id == rule_id)

@@ -23,13 +23,13 @@ from models.contracts import (
     ContractRepository,
     EventContract,
     ViolationFilters,
-    decode_cursor,
 )
+from models.paging import decode_seq_cursor
 from models.timestamps import iso
 from web.auth import master_key_for_workspace, parse_uuid
 from web.cache import RefreshingCache
 from web.errors import APIError
-from web.jsonio import IsoDateTime, json_body, parse_query, reject_nulls
+from web.jsonio import IsoDateTime, decoded_cursor, json_body, parse_query, reject_nulls
 from web.responses import json_response
 from web.services import Services, services
 
@@ -278,10 +278,7 @@ async def list_violations(workspace_id: uuid.UUID, contract_id: str) -> Response
         if query.group_by:
             groups = await repository.violation_groups(contract.id, filters, [p.strip() for p in query.group_by.split(",")])
             return json_response({"data": groups, "next_cursor": None})
-        try:
-            before = decode_cursor(query.cursor) if query.cursor else None
-        except ValueError:
-            raise APIError(400, "invalid_cursor", "The cursor is not one this API issued.") from None
+        before = decoded_cursor(query.cursor, decode_seq_cursor)
         rows, next_cursor = await repository.violations(contract.id, filters, limit=query.limit, before_seq=before)
     return json_response({"data": [{
         "id": str(v.id), "contract_id": str(v.contract_id), "event_id": v.event_id, "event_type": v.event_type,

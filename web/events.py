@@ -15,7 +15,7 @@ from models.events import EventFilters, EventRepository, decode_cursor
 from models.volume import VolumeRepository
 from web.auth import master_key_for_workspace
 from web.errors import APIError
-from web.jsonio import IsoDateTime, parse_query
+from web.jsonio import IsoDateTime, decoded_cursor, parse_query
 from web.responses import json_response
 from web.services import services
 
@@ -85,11 +85,7 @@ class VolumeRow(BaseModel):
 
 def parse_event_query(model: type[EventQuery] = EventQuery) -> tuple[EventQuery, str | None]:
     query = parse_query(model)
-    try:
-        cursor = decode_cursor(query.cursor) if query.cursor else None
-    except ValueError:
-        raise APIError(400, "invalid_cursor", "The cursor is not one this API issued.") from None
-    return query, cursor
+    return query, decoded_cursor(query.cursor, decode_cursor)
 
 
 @blueprint.get("/volume")

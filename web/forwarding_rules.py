@@ -18,12 +18,13 @@ from quart import Blueprint, Response
 from quart_schema import document_querystring, document_response
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from models.forwarding import DeadLetter, DeliveryAttempt, ForwardingRepository, ForwardingRule, decode_seq_cursor
+from models.forwarding import DeadLetter, DeliveryAttempt, ForwardingRepository, ForwardingRule
+from models.paging import decode_seq_cursor
 from models.timestamps import iso
 from models.transformations import ACTIVE, TransformationRepository
 from web.auth import master_key_for_workspace, parse_uuid
 from web.errors import APIError
-from web.jsonio import IsoDateTime, json_body, parse_query, reject_nulls
+from web.jsonio import IsoDateTime, decoded_cursor, json_body, parse_query, reject_nulls
 from web.responses import json_response
 from web.services import Services, TemporalUnavailable, services
 from workflows.control import start_forwarding, stop_forwarding
@@ -272,10 +273,7 @@ def dead_letter_json(d: DeadLetter) -> dict[str, Any]:
 async def dead_letters(workspace_id: uuid.UUID, rule_id: str) -> Response:
     """Events given up on, newest first, keyset-paginated."""
     query: PageQuery = parse_query(PageQuery)
-    try:
-        before = decode_seq_cursor(query.cursor) if query.cursor else None
-    except ValueError:
-        raise APIError(400, "invalid_cursor", "The cursor is not one this API issued.") from None
+    before = decoded_cursor(query.cursor, decode_seq_cursor)
     async with services().transaction() as session:
         rule = await _get(session, workspace_id, rule_id)
         rows, next_cursor = await ForwardingRepository(session).dead_letters(rule.id, query.limit, before)

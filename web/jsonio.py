@@ -112,6 +112,16 @@ def json_body(model: type[Model], *, optional: bool = False) -> Callable:
     return decorator
 
 
+def decoded_cursor(cursor: str | None, decode: Callable[[str], Any]) -> Any:
+    """A `cursor` query parameter decoded, None without one; 400 for one this API did not issue."""
+    if cursor is None:
+        return None
+    try:
+        return decode(cursor)
+    except ValueError:
+        raise APIError(400, "invalid_cursor", "The cursor is not one this API issued.") from None
+
+
 def reject_nulls(changes: dict[str, Any], fields: tuple[str, ...]) -> None:
     """A partial update (PUT) may leave these fields out, not set them to null: 422 if it does."""
     for name in fields:

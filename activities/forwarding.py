@@ -20,7 +20,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import aiohttp
-import asyncpg
 import orjson
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -30,7 +29,7 @@ from temporalio.client import Client
 from activities.delivery import Answer, Delivery, PrivateDestination, Sender, check_public
 from activities.transformations import Transformer
 from models.forwarding import Destination, ForwardingRepository, ForwardingRule, matching_sql
-from models.sources import pubsub_topic
+from models.pubsub import CommitListener
 from models.transformations import ERROR as TRANSFORMATION_ERROR
 from settings import Settings
 from workflows.params import (
@@ -100,29 +99,21 @@ class RuleWaker:
     """
 
     def __init__(self, client: Client, dsn: str) -> None:
-        self.client, self.dsn = client, dsn
+        self.client = client
+        self._listener = CommitListener(dsn, self._heard, self._reconnected)
         self._idle: dict[uuid.UUID, set[uuid.UUID]] = defaultdict(set)  # workspace → rules
         self._generation: dict[uuid.UUID, int] = defaultdict(int)  # workspace → commits heard
-        self._conn: asyncpg.Connection | None = None
-        self._lock = asyncio.Lock()
         self._tasks: set[asyncio.Task] = set()
 
     async def watch(self, workspace_id: uuid.UUID) -> int | None:
         """LISTEN for the workspace's commits (from now on); its current generation. Never
         raises: None means "cannot tell", and the rule's idle timer covers the rest."""
         try:
-            async with self._lock:  # one operation at a time on the connection
-                if self._conn is None or self._conn.is_closed():
-                    self._conn = await asyncpg.connect(self.dsn)
-                    for listening in list(self._generation):
-                        self._generation[listening] += 1  # commits may have gone unheard
-                        await self._conn.add_listener(pubsub_topic(listening), self._heard)
-                if workspace_id not in self._generation:
-                    await self._conn.add_listener(pubsub_topic(workspace_id), self._heard)
-                return self._generation[workspace_id]
+            await self._listener.listen(workspace_id)
         except Exception as exc:  # noqa: BLE001 — see the docstring
             log.warning("waker: cannot listen for workspace %s: %s", workspace_id, exc)
             return None
+        return self._generation[workspace_id]
 
     def settle(self, workspace_id: uuid.UUID, rule_id: uuid.UUID, generation: int | None) -> bool:
         """True if the workspace committed since `generation` (read again now); otherwise
@@ -134,8 +125,11 @@ class RuleWaker:
         self._idle[workspace_id].add(rule_id)
         return False
 
-    def _heard(self, _conn: Any, _pid: int, channel: str, _payload: str) -> None:
-        workspace_id = uuid.UUID(channel.removeprefix("hw_events_"))
+    def _reconnected(self) -> None:
+        for workspace_id in self._listener.workspaces:  # commits may have gone unheard
+            self._generation[workspace_id] += 1
+
+    def _heard(self, workspace_id: uuid.UUID, _payload: str) -> None:
         self._generation[workspace_id] += 1
         for rule_id in self._idle.pop(workspace_id, set()):
             task = asyncio.create_task(self._wake(rule_id))
@@ -143,17 +137,15 @@ class RuleWaker:
             task.add_done_callback(self._tasks.discard)
 
     async def _wake(self, rule_id: uuid.UUID) -> None:
-        from workflows.forwarding import ForwardingWorkflow, workflow_id
+        from workflows.control import wake_forwarding  # workflows import this module
 
         try:
-            await self.client.get_workflow_handle_for(ForwardingWorkflow.run, workflow_id(rule_id)).signal(
-                ForwardingWorkflow.wake)
+            await wake_forwarding(self.client, rule_id)
         except Exception as exc:  # noqa: BLE001 — a rule that just ended; its timer covers the rest
             log.debug("waker: could not wake %s: %s", rule_id, exc)
 
     async def close(self) -> None:
-        if self._conn is not None:
-            await self._conn.close()
+        await self._listener.close()
 
 
 class ForwardingActivities:

@@ -24,13 +24,6 @@ def new_write_key() -> str:
     return WRITE_KEY_PREFIX + secrets.token_urlsafe(24)
 
 
-def pubsub_topic(workspace_id: uuid.UUID) -> str:
-    """The Postgres NOTIFY channel on which every committed group of this workspace's events
-    is announced at commit: `{"count", "last_id", "ids"}`, at most 200 ids per notification.
-    The live event stream (and anything else that wants to follow a workspace) listens here."""
-    return f"hw_events_{workspace_id.hex}"
-
-
 class EventSource(UUIDPrimaryKey, CreatedAt, Base):
     __tablename__ = "event_sources"
 

@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base
+from models.pubsub import TOPIC_PREFIX
 from models.timestamps import iso
 
 
@@ -33,7 +34,7 @@ class EventVolumeHourly(Base):
 
 # Appended to a statement whose CTE `inserted` RETURNs (id, workspace_id, type, name,
 # received_at) of the events it stored: counts them into their hours, and announces them on
-# each workspace's pubsub topic (`models.sources.pubsub_topic`) with their ids, 200 per NOTIFY
+# each workspace's pubsub topic (`models.pubsub.pubsub_topic`) with their ids, 200 per NOTIFY
 # (a payload holds at most 8,000 bytes). Rows are upserted in key order, so two concurrent
 # commits lock shared rows in the same order and cannot deadlock.
 COUNT_AND_ANNOUNCE = """
@@ -45,7 +46,7 @@ counted AS (
     DO UPDATE SET event_count = v.event_count + excluded.event_count
     RETURNING 1
 ), announced AS (
-    SELECT count(pg_notify('hw_events_' || replace(c.workspace_id::text, '-', ''),
+    SELECT count(pg_notify('""" + TOPIC_PREFIX + """' || replace(c.workspace_id::text, '-', ''),
                            json_build_object('count', c.n, 'last_id', c.ids[c.n], 'ids', c.ids)::text)) AS n
     FROM (SELECT workspace_id, count(*)::int AS n, array_agg(id ORDER BY id) AS ids
           FROM (SELECT workspace_id, id, (row_number() OVER (PARTITION BY workspace_id ORDER BY id) - 1) / 200 AS chunk

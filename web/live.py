@@ -2,7 +2,7 @@
 `POST .../events/live-token` (a short-lived signed token for browsers' `EventSource`).
 
 Each API process holds one Postgres connection that LISTENs on the pubsub topic of every
-workspace someone is watching (`models.sources.pubsub_topic`). Every commit that stores events
+workspace someone is watching (`models.pubsub`). Every commit that stores events
 — ingest group commits and stream claims, on any API process or worker — NOTIFYs their ids;
 the hub reads those events once, formats each SSE message once, and offers it to every
 matching client. A client takes at most `live_max_events_per_second` and holds at most
@@ -22,7 +22,6 @@ import time
 import uuid
 from collections import defaultdict, deque
 from datetime import UTC, datetime
-from typing import Any
 
 import asyncpg
 import orjson
@@ -30,7 +29,7 @@ from pydantic import BaseModel, ConfigDict
 from quart import Blueprint, Response, g
 from quart_schema import document_querystring, document_response
 
-from models.sources import pubsub_topic
+from models.pubsub import CommitListener
 from models.timestamps import iso
 from models.workspaces import MasterKey
 from web.auth import authenticate_master_key, master_key_for_workspace, parse_uuid, workspace_not_found
@@ -94,12 +93,10 @@ class LiveClient:
 
 
 class LiveHub:
-    """The process's one LISTEN connection and the clients it serves."""
+    """The process's commit listener and the clients it serves."""
 
     def __init__(self, dsn: str) -> None:
-        self.dsn = dsn
-        self._conn: asyncpg.Connection | None = None
-        self._connect_lock = asyncio.Lock()
+        self._listener = CommitListener(dsn, self._heard)
         self._clients: dict[uuid.UUID, set[LiveClient]] = defaultdict(set)
         self._announcements: asyncio.Queue[tuple[uuid.UUID, list[str]]] = asyncio.Queue(maxsize=10_000)
         self._reader: asyncio.Task | None = None
@@ -109,11 +106,10 @@ class LiveHub:
         return sum(len(clients) for clients in self._clients.values())
 
     async def subscribe(self, client: LiveClient) -> None:
-        conn = await self._connection()
-        first = not self._clients[client.workspace_id]
+        if self._reader is None or self._reader.done():
+            self._reader = asyncio.create_task(self._read_announced(), name="live-hub-reader")
+        await self._listener.listen(client.workspace_id)  # before the client counts: it may fail
         self._clients[client.workspace_id].add(client)
-        if first:
-            await conn.add_listener(pubsub_topic(client.workspace_id), self._heard)
 
     async def unsubscribe(self, client: LiveClient) -> None:
         clients = self._clients.get(client.workspace_id)
@@ -122,37 +118,24 @@ class LiveHub:
         clients.discard(client)
         if not clients:
             del self._clients[client.workspace_id]
-            if self._conn is not None and not self._conn.is_closed():
-                try:
-                    await self._conn.remove_listener(pubsub_topic(client.workspace_id), self._heard)
-                except (asyncpg.PostgresError, OSError):
-                    pass
+            await self._listener.unlisten(client.workspace_id)
 
     async def close(self) -> None:
         if self._reader is not None:
             self._reader.cancel()
-        if self._conn is not None:
-            await self._conn.close()
+        await self._listener.close()
 
-    async def _connection(self) -> asyncpg.Connection:
-        async with self._connect_lock:
-            if self._conn is None or self._conn.is_closed():
-                self._conn = await asyncpg.connect(self.dsn)
-                for workspace_id in self._clients:  # after a reconnect: listen again
-                    await self._conn.add_listener(pubsub_topic(workspace_id), self._heard)
-            if self._reader is None or self._reader.done():
-                self._reader = asyncio.create_task(self._read_announced(), name="live-hub-reader")
-            return self._conn
-
-    def _heard(self, _conn: Any, _pid: int, channel: str, payload: str) -> None:
-        workspace_id = uuid.UUID(channel.removeprefix("hw_events_"))
-        if workspace_id in self._clients:
-            try:
-                self._announcements.put_nowait((workspace_id, orjson.loads(payload)["ids"]))
-            except asyncio.QueueFull:  # the reader is far behind: the clients hear of it as drops
-                for client in self._clients[workspace_id]:
-                    client.dropped += len(orjson.loads(payload)["ids"])
-                    client.ready.set()
+    def _heard(self, workspace_id: uuid.UUID, payload: str) -> None:
+        clients = self._clients.get(workspace_id)
+        if not clients:
+            return
+        ids = orjson.loads(payload)["ids"]
+        try:
+            self._announcements.put_nowait((workspace_id, ids))
+        except asyncio.QueueFull:  # the reader is far behind: the clients hear of it as drops
+            for client in clients:
+                client.dropped += len(ids)
+                client.ready.set()
 
     async def _read_announced(self) -> None:
         """Reads announced events (one query serves every client of the workspace) and offers them."""
@@ -162,8 +145,7 @@ class LiveHub:
             if not clients:
                 continue
             try:
-                conn = await self._connection()
-                rows = await conn.fetch(
+                rows = await self._listener.fetch(
                     "SELECT id, type, name, source_id, body::text AS body FROM events "
                     "WHERE workspace_id = $1 AND id = ANY($2::text[]) ORDER BY id", workspace_id, ids)
             except (asyncpg.PostgresError, OSError) as exc:

@@ -13,7 +13,8 @@ from quart_schema import document_response
 
 from models.canonical import Arrival, normalize
 from models.ids import new_event_id
-from models.sources import ACTIVE, EventSource, SourceRepository, pubsub_topic
+from models.pubsub import pubsub_topic
+from models.sources import ACTIVE, EventSource, SourceRepository
 from models.timestamps import iso, utcnow
 from web.auth import master_key_for_workspace, parse_uuid
 from web.errors import APIError

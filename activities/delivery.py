@@ -127,7 +127,7 @@ class Sender:
 
     def group(self, event_ids: list[str], bodies: list[str], message_ids: list[str]) -> list[Delivery]:
         """Split a batch into requests as the destination wants them."""
-        if self.type == "webhook" and self.config.get("mode", "single") == "single":
+        if self.single:
             return [Delivery([e], [b], [m]) for e, b, m in zip(event_ids, bodies, message_ids, strict=True)]
         size = self.config.get("max_batch_size", 100)
         return [Delivery(event_ids[i:i + size], bodies[i:i + size], message_ids[i:i + size])

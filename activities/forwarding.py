@@ -31,6 +31,7 @@ from activities.transformations import Transformer
 from models.forwarding import Destination, ForwardingRepository, ForwardingRule, matching_sql
 from models.pubsub import CommitListener
 from models.transformations import ERROR as TRANSFORMATION_ERROR
+from models.transformations import TransformationSnapshot
 from settings import Settings
 from workflows.params import (
     ForwardBatchInput,
@@ -180,14 +181,15 @@ class ForwardingActivities:
             fresh = await self._new_events(session, rule, horizon, limit)
         assert destination is not None
         started_from = (rule.cursor_xid, rule.cursor_id)
-        held_reason = await self._held_reason(rule, destination)
+        snapshot = await self._snapshot(rule)
+        held_reason = await self._held_reason(destination, snapshot)
         if held_reason is not None:
             hold = self._hold_seconds(rule.head_attempts + 1, None)
             await self._record_hold(rule, started_from, held_reason, fresh)
             return ForwardBatchResult(state="held", hold_seconds=hold, last_error=held_reason,
                                       cursor=_cursor(*started_from), head_attempts=rule.head_attempts + 1)
 
-        batch = await self._run(rule, destination, retries + fresh)
+        batch = await self._run(rule, destination, snapshot, retries + fresh)
         fresh_outcomes = [batch.outcomes[row.id] for row in fresh]
         refused = [o for o in fresh_outcomes if o.outcome != "dropped"]
         destination_down = bool(refused) and all(o.outcome == "retry" for o in refused) and not any(
@@ -253,13 +255,17 @@ class ForwardingActivities:
         """), values)
         return [Row(**row._mapping) for row in rows]
 
-    async def _held_reason(self, rule: ForwardingRule, destination: Destination) -> str | None:
+    async def _snapshot(self, rule: ForwardingRule) -> TransformationSnapshot | None:
+        """The rule's transformation version for this batch (read once: the whole batch uses it)."""
+        if rule.transformation_id is None:
+            return None
+        return await self.transformer.snapshot(rule.transformation_id)
+
+    async def _held_reason(self, destination: Destination, snapshot: TransformationSnapshot | None) -> str | None:
         if not destination.enabled:
             return "the destination is disabled"
-        if rule.transformation_id is not None:
-            snapshot = await self.transformer.snapshot(rule.transformation_id)
-            if snapshot is not None and snapshot.status == TRANSFORMATION_ERROR:
-                return "the transformation is in error status; fix its code to resume"
+        if snapshot is not None and snapshot.status == TRANSFORMATION_ERROR:
+            return "the transformation is in error status; fix its code to resume"
         if not self.settings.allow_private_destinations:
             try:
                 await check_public(Sender(self.http, destination.type, destination.config, []).url)
@@ -272,18 +278,18 @@ class ForwardingActivities:
 
     # --- transform and deliver ---------------------------------------------------------------
 
-    async def _run(self, rule: ForwardingRule, destination: Destination, rows: list[Row]) -> Batch:
-        """Each row through the rule's transformation (one version for the whole batch), then
-        to the destination in order."""
+    async def _run(self, rule: ForwardingRule, destination: Destination, snapshot: TransformationSnapshot | None,
+                   rows: list[Row]) -> Batch:
+        """Each row through the batch's transformation version (if the rule has one), then to
+        the destination in order."""
         batch = Batch()
         if not rows:
             return batch
         event_ids, bodies, message_ids = [], [], []
-        if rule.transformation_id is not None:
-            snapshot = await self.transformer.snapshot(rule.transformation_id)
+        if snapshot is not None:
             events = [orjson.loads(row.body_json) for row in rows]
             meta = {"workspace_id": str(rule.workspace_id), "rule_id": str(rule.id)}
-            outcomes = await self.transformer.run(snapshot, events, meta) if snapshot else []
+            outcomes = await self.transformer.run(snapshot, events, meta)
             for row, outcome in zip(rows, outcomes, strict=True):
                 if outcome.error is not None:
                     batch.outcomes[row.id] = EventOutcome("permanent", error=f"transformation failed: {outcome.error}")
@@ -474,11 +480,12 @@ class ForwardingActivities:
                 return ReplayBatchResult(state="done", after_xid=params.after_xid, after_id=params.after_id,
                                          replayed=params.replayed)
             assert destination is not None
-            held_reason = await self._held_reason(rule, destination)
+            snapshot = await self._snapshot(rule)
+            held_reason = await self._held_reason(destination, snapshot)
             if held_reason is not None:
                 return ReplayBatchResult(state="held", after_xid=params.after_xid, after_id=params.after_id,
                                          replayed=params.replayed, hold_seconds=self._hold_seconds(1, None))
-            batch = await self._run(rule, destination, rows)
+            batch = await self._run(rule, destination, snapshot, rows)
             now = datetime.now(UTC)
             await self._record_replay(rule, batch, rows, now, destination)
             return ReplayBatchResult(state="ok", after_xid=rows[-1].commit_xid, after_id=rows[-1].id,

@@ -27,6 +27,7 @@ from temporalio import activity, workflow
 from temporalio.client import Client
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
+from bench.stamps import STAMP
 from bench.stack import Tenant, bench_stack, ingest_at_rate, new_tenant, pct, serve
 from devstack.processes import free_port, stop_process, wait_for_port
 from devstack.temporal import start_dev_server
@@ -103,7 +104,7 @@ class Bench:
             started = time.perf_counter()
             handles = []
             for n in range(BASELINE_EVENTS):
-                body = orjson.dumps({"id": f"evt_{n}", "properties": {"sent_ns": time.time_ns()}}).decode()
+                body = orjson.dumps({"id": f"evt_{n}", "properties": {STAMP: time.time_ns()}}).decode()
                 handles.append(await client.start_workflow(OneWorkflowPerEvent.run, [url, body],
                                                            id=f"bench-one-{uuid.uuid4()}", task_queue=task_queue))
             await asyncio.gather(*(handle.result() for handle in handles))

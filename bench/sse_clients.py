@@ -13,7 +13,7 @@ import time
 
 import orjson
 
-MARK = b'"sent_ns":'
+from bench.stamps import send_times
 
 
 async def client(port: int, path: str, key: str, seconds: float, lags: list[float], counts: dict) -> None:
@@ -35,16 +35,10 @@ async def client(port: int, path: str, key: str, seconds: float, lags: list[floa
             buffer += chunk
             *messages, buffer = buffer.split(b"\n\n")
             for message in messages:
-                at = message.find(MARK)
-                if at >= 0:
-                    end = at + len(MARK)
-                    while message[end:end + 1] == b" ":  # jsonb's text form: `"sent_ns": 123`
-                        end += 1
-                    stop = end
-                    while message[stop:stop + 1].isdigit():
-                        stop += 1
-                    lags.append((now_ns - int(message[end:stop])) / 1e6)
-                    counts["received"] += 1
+                stamps = send_times(message)
+                if stamps:
+                    lags.extend((now_ns - sent) / 1e6 for sent in stamps)
+                    counts["received"] += len(stamps)
                 elif b"event: dropped" in message:
                     counts["dropped"] += orjson.loads(message.split(b"data: ", 1)[1])["count"]
     finally:

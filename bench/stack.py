@@ -22,6 +22,7 @@ import psutil
 from devstack.migrate import upgrade
 from devstack.postgres import EmbeddedPostgres, ensure_database
 from devstack.processes import child_preexec, free_port, stop_process, wait_for_port
+from bench.stamps import STAMP
 from models.contract_checks import compile_schema
 from models.contracts import ContractRepository
 from models.db import create_engine, session_factory
@@ -104,7 +105,7 @@ async def ingest_at_rate(base: str, write_key: str, rate: int, seconds: float, b
             due = started + tick * interval
             if due > now:
                 await asyncio.sleep(due - now)
-            batch = [{"type": "track", "event": "bench", "userId": "u", "properties": {"sent_ns": time.time_ns()}}
+            batch = [{"type": "track", "event": "bench", "userId": "u", "properties": {STAMP: time.time_ns()}}
                      for _ in range(batch_size)]
             task = asyncio.create_task(http.post("/v1/batch", json={"batch": batch}))
             pending.add(task)

@@ -14,7 +14,8 @@ import time
 
 import orjson
 
-MARK = b'"sent_ns":'
+from bench.stamps import send_times
+
 stats: dict[int, dict] = {}
 
 
@@ -23,17 +24,9 @@ def record(port: int, body: bytes) -> None:
     entry = stats.setdefault(port, {"events": 0, "requests": 0, "lags_ms": [], "last_ns": 0})
     entry["requests"] += 1
     entry["last_ns"] = now
-    at = body.find(MARK)
-    while at >= 0:
-        start = at + len(MARK)
-        while body[start:start + 1] == b" ":
-            start += 1
-        stop = start
-        while body[stop:stop + 1].isdigit():
-            stop += 1
-        entry["lags_ms"].append((now - int(body[start:stop])) / 1e6)
-        entry["events"] += 1
-        at = body.find(MARK, stop)
+    stamps = send_times(body)
+    entry["lags_ms"].extend((now - sent) / 1e6 for sent in stamps)
+    entry["events"] += len(stamps)
 
 
 def take_stats() -> bytes:

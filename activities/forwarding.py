@@ -306,11 +306,7 @@ class ForwardingActivities:
                 event_ids.append(row.id)
                 bodies.append(row.body_json)
                 message_ids.append(row.id)
-        secrets = [destination.signing_secret] if destination.signing_secret else []
-        if destination.previous_secret and destination.previous_secret_expires_at and \
-                destination.previous_secret_expires_at > datetime.now(destination.previous_secret_expires_at.tzinfo):
-            secrets.append(destination.previous_secret)
-        sender = Sender(self.http, destination.type, destination.config, secrets)
+        sender = Sender(self.http, destination.type, destination.config, destination.signing_secrets(datetime.now(UTC)))
         batch.deliveries = sender.group(event_ids, bodies, message_ids)
         limit = asyncio.Semaphore(destination.config.get("max_in_flight") or
                                   (SINGLE_MODE_IN_FLIGHT if sender.single else 1))

@@ -53,6 +53,17 @@ class Destination(UUIDPrimaryKey, CreatedAt, Base):
     previous_secret_expires_at: Mapped[datetime | None]
     updated_at: Mapped[datetime] = mapped_column(server_default=func.now())
 
+    def previous_secret_signs(self, now: datetime) -> bool:
+        """Whether the rotated-out secret still signs beside the current one."""
+        expires = self.previous_secret_expires_at
+        return self.previous_secret is not None and expires is not None and expires > now
+
+    def signing_secrets(self, now: datetime) -> list[str]:
+        """The secrets that sign a request sent `now`: the current one, and the previous one
+        during its overlap."""
+        current = [self.signing_secret] if self.signing_secret else []
+        return current + ([self.previous_secret] if self.previous_secret_signs(now) else [])
+
 
 class ForwardingRule(UUIDPrimaryKey, CreatedAt, Base):
     __tablename__ = "forwarding_rules"

@@ -106,8 +106,8 @@ def destination_json(d: Destination, *, with_secret: bool) -> dict[str, Any]:
             "enabled": d.enabled, "created_at": iso(d.created_at), "updated_at": iso(d.updated_at)}
     if with_secret and d.type == "webhook":
         body["signing_secret"] = d.signing_secret
-        expires = d.previous_secret_expires_at
-        body["previous_secret_expires_at"] = iso(expires) if expires and expires > datetime.now(UTC) else None
+        body["previous_secret_expires_at"] = (iso(d.previous_secret_expires_at)
+                                              if d.previous_secret_signs(datetime.now(UTC)) else None)
     return body
 
 

@@ -50,16 +50,6 @@ class BenchStack:
         asyncio.run(create())
 
 
-async def _prepare(url: str) -> tuple[uuid.UUID, str]:
-    settings = Settings(database_url=url)
-    engine = create_engine(settings, pool_size=1)
-    async with session_factory(engine)() as session, session.begin():
-        workspace = await WorkspaceRepository(session).create("bench")
-        source = await SourceRepository(session).create(workspace.id, "bench", None)
-    await engine.dispose()
-    return workspace.id, source.key
-
-
 @dataclass
 class Tenant:
     """A workspace of its own, with a master key and an event source."""
@@ -131,8 +121,9 @@ def bench_stack() -> Iterator[BenchStack]:
             url = server.url("bench")
         try:
             upgrade(url)
-            workspace_id, write_key = asyncio.run(_prepare(url))
-            yield BenchStack(database_url=url, workspace_id=workspace_id, write_key=write_key, tmp=Path(tmp))
+            tenant = asyncio.run(new_tenant(url))
+            yield BenchStack(database_url=url, workspace_id=tenant.workspace_id, write_key=tenant.write_key,
+                             tmp=Path(tmp))
         finally:
             if server is not None:
                 server.stop()

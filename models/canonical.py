@@ -254,7 +254,8 @@ def normalize(message: dict[str, Any], *, event_type: str | None, event_id: str,
         "id": event_id, "type": kind, "workspace_id": arrival.workspace, "source_id": arrival.source,
         "message_id": message_id,
     }
-    times = {"timestamp": iso(timestamp), "original_timestamp": iso(original), "sent_at": iso(sent_at),
+    times = {"timestamp": arrival.received if timestamp is received_at else iso(timestamp),
+             "original_timestamp": iso(original), "sent_at": iso(sent_at),
              "received_at": arrival.received}
 
     if kind == "audit":

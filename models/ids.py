@@ -29,6 +29,8 @@ class MonotonicUlids:
         self._ms = -1
         self._prefix = ""
         self._random = 0
+        self._high = -1  # the random part's top 60 bits, and their 12 characters with the time's
+        self._head = ""
 
     def new(self) -> str:
         with self._lock:
@@ -43,7 +45,12 @@ class MonotonicUlids:
                     self._ms += 1
                     self._prefix = _encode(self._ms, 5)
                     self._random = int.from_bytes(os.urandom(10), "big") >> 1
-            return self._prefix + _encode(self._random, 8)
+            # Consecutive ids differ in the low bits only: the rest is encoded once per 2^20 ids.
+            random = self._random
+            if random >> 20 != self._high or self._head[:10] != self._prefix:
+                self._high = random >> 20
+                self._head = self._prefix + _encode(self._high, 6)
+            return self._head + _PAIRS[(random >> 10) & 1023] + _PAIRS[random & 1023]
 
 
 _ulids = MonotonicUlids()

@@ -70,9 +70,11 @@ class ContractViolation(Base):
     # Random (v4), so unique without an index to keep it so: the group commit writes these
     # rows beside the events, and each index costs every violating event.
     id: Mapped[uuid.UUID] = mapped_column(server_default=text("gen_random_uuid()"))
-    workspace_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("workspaces.id", ondelete="CASCADE"))
-    # No foreign key: violations are written by the ingest group commit, which must not fail
-    # because a contract was deleted a moment earlier; deleting a contract deletes its own.
+    # No foreign keys. Not to the workspace, as for events (models.events): deleting one deletes
+    # these by trigger (migration 0008). Not to the contract: violations are written by the ingest
+    # group commit, which must not fail because a contract was deleted a moment earlier;
+    # deleting a contract deletes its own.
+    workspace_id: Mapped[uuid.UUID]
     contract_id: Mapped[uuid.UUID]
     event_id: Mapped[str | None] = mapped_column(String(40))
     event_type: Mapped[str] = mapped_column(String(16))

@@ -309,6 +309,24 @@ async def test_duplicate_events_record_no_second_violation(client, workspace, so
     assert len(await violations(client, workspace, contract)) == 1
 
 
+async def test_deleting_a_workspace_deletes_its_events_and_violations(client, sessions, workspace, other_workspace):
+    """The ingest tables have no foreign keys (migration 0008); a trigger keeps the cascade."""
+    from sqlalchemy import text
+
+    for ws in (workspace, other_workspace):
+        source = await (await client.post(ws.url("/event-keys"), json={"name": "Web"}, headers=ws.headers)).get_json()
+        await create(client, ws, enforcement_mode="warn")
+        assert (await track(client, source, BAD)).status_code == 200
+    count = text("SELECT (SELECT count(*) FROM events WHERE workspace_id = :w) + "
+                 "(SELECT count(*) FROM contract_violations WHERE workspace_id = :w)")
+    async with sessions() as session, session.begin():
+        assert await session.scalar(count, {"w": workspace.id}) == 2
+        await session.execute(text("DELETE FROM workspaces WHERE id = :w"), {"w": workspace.id})
+    async with sessions() as session:
+        assert await session.scalar(count, {"w": workspace.id}) == 0
+        assert await session.scalar(count, {"w": other_workspace.id}) == 2
+
+
 async def test_contract_update_is_seen_by_a_second_api_process_within_2s(api_processes, client, workspace, source):
     contract = await create(client, workspace, enforcement_mode="warn")
     body = {"event": "purchase_completed", "userId": "u", "properties": BAD}

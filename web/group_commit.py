@@ -1,21 +1,31 @@
 """Group commit for ingestion: concurrent requests share one transaction and one INSERT.
 
-Each request hands its events to `GroupCommitter.submit()` and waits. A loop takes
+Each request hands its events to `GroupCommitter.enqueue()` and waits. A lane takes
 everything pending, commits it in one statement — one round trip, one transaction: the
 multi-row INSERT, the pubsub NOTIFY and any `last_used_at` touch (`models.events.commit_events`)
-— then answers every request of the group. The committer has its own small asyncpg pool:
-no ORM, no pre-ping, nothing between the group and Postgres but that statement. While one
+— then answers every request of the group. Each lane has its own asyncpg connection: no ORM,
+no pool, no reset query, nothing between the group and Postgres but that statement. While one
 group commits, the next one gathers, so the busier the API, the larger the groups: no timer,
 no added latency when idle. A failed commit fails every request of its group (they answer
 503) and, being one transaction, leaves nothing half-written.
+
+Requests take turns to prepare their events (`GroupCommitter.turn()`). Requests whose bodies
+arrive together are all ready to run in the same pass of the event loop, and asyncio runs a
+whole pass before anything scheduled during it: without turns, fifteen 100-event batches are
+parsed back to back (~40 ms) while Postgres waits, then committed as one group while the API
+waits, and the two sides take turns idling (measured: half a core idle at 15,000 events/s).
+With turns, each request's events are queued as soon as they are ready and the committer and
+Postgres's answers get the loop between two requests, so parsing and committing overlap.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,8 +37,9 @@ from models.events import commit_events
 log = logging.getLogger("headwater.ingest")
 
 MAX_GROUP_EVENTS = 5000
-MAX_IN_FLIGHT = 2  # commits overlapping: one in the database while the next one is sent
+LANES = 2  # commits overlapping: one in the database while the next one is sent
 LAST_USED_EVERY_SECONDS = 5.0
+CONNECT_TIMEOUT_SECONDS = 5.0
 
 
 class CommitFailed(Exception):
@@ -43,56 +54,67 @@ class _Request:
 
 
 class GroupCommitter:
+    """`LANES` tasks, each with its own connection, take the pending requests in turn. A lane
+    that has committed a group answers its requests and, in the same step, sends the next group
+    before those requests' responses are written: Postgres never waits for the API's replies."""
+
     def __init__(self, dsn: str) -> None:
         self.dsn = dsn
-        self._pool: asyncpg.Pool | None = None
         self._pending: list[_Request] = []
         self._wake = asyncio.Event()
-        self._slots = asyncio.Semaphore(MAX_IN_FLIGHT)
-        self._inflight: set[asyncio.Task] = set()
+        self._turn = asyncio.Lock()
+        self._lanes: list[asyncio.Task] = []
         self._source_touched: dict[uuid.UUID, float] = {}
-        self._task: asyncio.Task | None = None
         self._closing = False
 
     async def start(self) -> None:
-        # Connections open lazily: the API starts (and answers 503) while Postgres is down.
-        self._pool = asyncpg.create_pool(self.dsn, min_size=0, max_size=MAX_IN_FLIGHT, max_inactive_connection_lifetime=300)
-        await self._pool
-        self._task = asyncio.create_task(self._run(), name="group-commit")
+        # Connections open when a lane first has a group: the API starts (and answers 503)
+        # while Postgres is down.
+        self._lanes = [asyncio.create_task(self._lane(), name=f"group-commit-{n}") for n in range(LANES)]
 
     async def close(self) -> None:
         """Commit what is pending, then stop."""
         self._closing = True
         self._wake.set()
-        if self._task is not None:
-            await self._task
-        if self._inflight:
-            await asyncio.gather(*self._inflight, return_exceptions=True)
-        if self._pool is not None:
-            await self._pool.close()
+        await asyncio.gather(*self._lanes, return_exceptions=True)
 
-    async def submit(self, events: list[CanonicalEvent], violations: list[dict[str, Any]] = ()) -> dict[str, str]:
-        """Commit `events` and their contract `violations`; returns {event id: original id}
-        for messageId duplicates. Raises CommitFailed if the group's transaction failed."""
+    @contextlib.asynccontextmanager
+    async def turn(self) -> AsyncIterator[None]:
+        """Prepare a request's events, up to `enqueue()`, in turn (see the module's doc): the
+        turn is handed on only after one pass of the event loop, in which the committer takes
+        what was just queued and Postgres's answers are read."""
+        async with self._turn:
+            yield
+            await asyncio.sleep(0)
+
+    def enqueue(self, events: list[CanonicalEvent], violations: list[dict[str, Any]] = ()) -> asyncio.Future:
+        """Queue `events` and their contract `violations` for the next group; the future gives
+        {event id: original id} for messageId duplicates, or raises CommitFailed if the group's
+        transaction failed."""
         if self._closing:
             raise CommitFailed("shutting down")
         request = _Request(events, list(violations))
         self._pending.append(request)
         self._wake.set()
-        return await request.done
+        return request.done
 
-    async def _run(self) -> None:
-        while True:
-            await self._wake.wait()
-            self._wake.clear()
-            while self._pending:
-                await self._slots.acquire()
-                group = self._take_group()
-                task = asyncio.create_task(self._commit(group))
-                self._inflight.add(task)
-                task.add_done_callback(self._inflight.discard)
-            if self._closing and not self._pending:
-                return
+    async def submit(self, events: list[CanonicalEvent], violations: list[dict[str, Any]] = ()) -> dict[str, str]:
+        return await self.enqueue(events, violations)
+
+    async def _lane(self) -> None:
+        conn: asyncpg.Connection | None = None
+        try:
+            while True:
+                if not self._pending:
+                    if self._closing:
+                        return
+                    self._wake.clear()
+                    await self._wake.wait()
+                    continue
+                conn = await self._commit(conn, self._take_group())
+        finally:
+            if conn is not None:
+                conn.terminate()
 
     def _take_group(self) -> list[_Request]:
         group, size = [], 0
@@ -102,25 +124,28 @@ class GroupCommitter:
             size += len(request.events)
         return group
 
-    async def _commit(self, group: list[_Request]) -> None:
+    async def _commit(self, conn: asyncpg.Connection | None, group: list[_Request]) -> asyncpg.Connection | None:
+        """Commit one group and answer its requests; returns the connection to use next (None
+        after a failure: the next group connects afresh)."""
         events = [event for request in group for event in request.events]
         violations = [violation for request in group for violation in request.violations]
         try:
-            assert self._pool is not None, "start() the committer first"
-            async with self._pool.acquire() as conn:
-                duplicates = await commit_events(conn, events, touch_sources=self._sources_to_touch(events),
-                                                 violations=violations)
+            if conn is None or conn.is_closed():
+                conn = await asyncpg.connect(self.dsn, timeout=CONNECT_TIMEOUT_SECONDS)
+            duplicates = await commit_events(conn, events, touch_sources=self._sources_to_touch(events),
+                                             violations=violations)
         except Exception as exc:
             log.error("group commit of %d events (%d requests) failed: %s", len(events), len(group), exc)
+            if conn is not None:
+                conn.terminate()
             for request in group:
                 if not request.done.done():
                     request.done.set_exception(CommitFailed(str(exc)))
-        else:
-            for request in group:
-                if not request.done.done():
-                    request.done.set_result(duplicates)
-        finally:
-            self._slots.release()
+            return None
+        for request in group:
+            if not request.done.done():
+                request.done.set_result(duplicates)
+        return conn
 
     def _sources_to_touch(self, events: list[CanonicalEvent]) -> list[uuid.UUID]:
         """Sources whose last_used_at is older than a few seconds: one UPDATE per group at

@@ -18,7 +18,7 @@ from models.sources import ACTIVE, EventSource, SourceRepository
 from models.timestamps import iso, utcnow
 from web.auth import master_key_for_workspace, parse_uuid
 from web.errors import APIError
-from web.ingest import commit
+from web.ingest import committed, queue_commit
 from web.jsonio import json_body
 from web.responses import json_response
 from web.services import services
@@ -119,5 +119,5 @@ async def test_event(workspace_id: uuid.UUID, key_id: str) -> Response:
          "properties": {"source_name": source.name}, "context": {"library": {"name": "headwater-test-event"}}},
         event_type="track", event_id=event_id, arrival=Arrival(workspace_id, source.id, utcnow(), None),
     )
-    duplicates = await commit(svc, [event])
+    duplicates = await committed(queue_commit(svc, [event]))
     return json_response({"id": duplicates.get(event_id, event_id)})

@@ -29,10 +29,12 @@ class MonotonicUlids:
         self._ms = -1
         self._prefix = ""
         self._random = 0
-        self._high = -1  # the random part's top 60 bits, and their 12 characters with the time's
-        self._head = ""
 
     def new(self) -> str:
+        return self.many(1)[0]
+
+    def many(self, count: int) -> list[str]:
+        """`count` consecutive ids: one lock and one clock read for all of them."""
         with self._lock:
             ms = time.time_ns() // 1_000_000
             if ms > self._ms:
@@ -41,16 +43,20 @@ class MonotonicUlids:
                 self._random = int.from_bytes(os.urandom(10), "big") >> 1  # room to increment
             else:  # same millisecond, or the clock stepped back: keep order
                 self._random += 1
-                if self._random > _RANDOM_MAX:
-                    self._ms += 1
-                    self._prefix = _encode(self._ms, 5)
-                    self._random = int.from_bytes(os.urandom(10), "big") >> 1
-            # Consecutive ids differ in the low bits only: the rest is encoded once per 2^20 ids.
-            random = self._random
-            if random >> 20 != self._high or self._head[:10] != self._prefix:
-                self._high = random >> 20
-                self._head = self._prefix + _encode(self._high, 6)
-            return self._head + _PAIRS[(random >> 10) & 1023] + _PAIRS[random & 1023]
+            if self._random + count - 1 > _RANDOM_MAX:
+                self._ms += 1
+                self._prefix = _encode(self._ms, 5)
+                self._random = int.from_bytes(os.urandom(10), "big") >> 1
+            first, prefix = self._random, self._prefix
+            self._random += count - 1
+        # Consecutive ids differ in the low bits only: the rest is encoded once per 2^20 ids.
+        ids, high, head = [], -1, ""
+        for random in range(first, first + count):
+            if random >> 20 != high:
+                high = random >> 20
+                head = prefix + _encode(high, 6)
+            ids.append(head + _PAIRS[(random >> 10) & 1023] + _PAIRS[random & 1023])
+        return ids
 
 
 _ulids = MonotonicUlids()
@@ -58,3 +64,8 @@ _ulids = MonotonicUlids()
 
 def new_event_id() -> str:
     return "evt_" + _ulids.new()
+
+
+def new_event_ids(count: int) -> list[str]:
+    """`count` ids in increasing order, cheaper than as many calls of `new_event_id()`."""
+    return ["evt_" + ulid for ulid in _ulids.many(count)]

@@ -26,7 +26,7 @@ from quart import Blueprint, Response, request
 from quart_schema import document_response
 
 from models.canonical import Arrival, EventRejected, normalize
-from models.ids import new_event_id
+from models.ids import new_event_id, new_event_ids
 from models.sources import REVOKED, SourceRepository
 from models.timestamps import utcnow
 from web.cache import RefreshingCache
@@ -236,11 +236,12 @@ async def ingest_batch(svc: Services, wire: WireRequest) -> dict[str, Any]:
     book = await svc.contracts.for_workspace(svc, source.workspace_id)
     events, rejected, violations = [], [], []
     async with svc.committer.turn():
+        ids = new_event_ids(len(items))
         for index, item in enumerate(items):
             try:
                 if may_hold_nul and find_nul(item) is not None:
                     raise EventRejected("invalid_string", "strings must not contain the NUL character")
-                event = normalize(item, event_type=None, event_id=new_event_id(), arrival=arrival)
+                event = normalize(item, event_type=None, event_id=ids[index], arrival=arrival)
             except EventRejected as exc:
                 message = (f"{exc.field}: {exc.message}" if exc.field and not exc.message.startswith(exc.field)
                            else exc.message)

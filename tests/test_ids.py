@@ -28,7 +28,8 @@ def test_a_clock_that_steps_back_keeps_the_order(monkeypatch):
     assert ulids.new() > first
 
 
-def test_ids_stay_exact_across_a_carry_into_the_cached_high_bits():
+def test_ids_stay_exact_across_a_carry_into_the_cached_high_bits(monkeypatch):
+    monkeypatch.setattr(time, "time_ns", lambda: 1_700_000_000_000_000_000)  # one millisecond throughout
     ulids = MonotonicUlids()
     ulids.new()
     ulids._random = (1 << 20) - 2  # the next increments carry out of the low 20 bits
@@ -36,3 +37,14 @@ def test_ids_stay_exact_across_a_carry_into_the_cached_high_bits():
     assert ids == sorted(ids) and len(set(ids)) == 3
     for event_id, random in zip(ids, range((1 << 20) - 1, (1 << 20) + 2)):
         assert bytes(ULID.from_str(event_id))[6:] == random.to_bytes(10, "big")
+
+
+def test_a_batch_of_ids_carries_like_single_ids(monkeypatch):
+    monkeypatch.setattr(time, "time_ns", lambda: 1_700_000_000_000_000_000)
+    ulids = MonotonicUlids()
+    ulids.new()
+    ulids._random = (1 << 20) - 50
+    batch = ulids.many(100)
+    assert batch == sorted(batch) and len(set(batch)) == 100
+    for offset, event_id in enumerate(batch):
+        assert bytes(ULID.from_str(event_id))[6:] == ((1 << 20) - 49 + offset).to_bytes(10, "big")

@@ -14,6 +14,7 @@ validator (built once per contract version) and checks one event's checked objec
 from __future__ import annotations
 
 import copy
+import functools
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -42,6 +43,9 @@ class SchemaInvalid(Exception):
 
 def _pointer(parts: Any) -> str:
     return "".join("/" + str(p).replace("~", "~0").replace("/", "~1") for p in parts)
+
+
+_tuple_pointer = functools.lru_cache(maxsize=4096)(_pointer)  # the fast path's paths are tuples, and recur
 
 
 def is_compact(schema: dict[str, Any]) -> bool:
@@ -241,6 +245,9 @@ class Outcome:
     stripped: bool = False  # the checked object was changed (undeclared fields removed)
 
 
+_PASSED = Outcome()  # shared by every event that passes unchanged: never edit it
+
+
 class CompiledContract:
     """One contract version, compiled once: checks events, never raises on bad input."""
 
@@ -273,7 +280,9 @@ class CompiledContract:
         if self.fast is not None:
             found: list[tuple[tuple, str, str]] = []
             self.fast(instance, found)
-            violations.extend(Violation(base + _pointer(path), kind, _clip(message))
+            if not found and self.undeclared not in (WARN, BLOCK) and not outcome.stripped:
+                return _PASSED
+            violations.extend(Violation(base + _tuple_pointer(path), kind, _clip(message))
                               for path, kind, message in found[:MAX_VIOLATIONS_PER_EVENT])
         else:
             for error in self.validator.iter_errors(instance):

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+from sqlalchemy import text
 
 from devstack.migrate import upgrade
 from devstack.postgres import EmbeddedPostgres, ensure_database
@@ -38,16 +39,28 @@ class BenchStack:
     write_key: str
     tmp: Path
 
-    def add_contract(self, **fields: Any) -> None:
+    def add_contract(self, **fields: Any) -> uuid.UUID:
         """Create an active contract directly in the database (API processes pick it up within 1 s)."""
-        async def create() -> None:
+        async def create() -> uuid.UUID:
             engine = create_engine(Settings(database_url=self.database_url), pool_size=1)
             async with session_factory(engine)() as session, session.begin():
-                await ContractRepository(session).create(
+                contract = await ContractRepository(session).create(
                     self.workspace_id, json_schema=compile_schema(fields["schema_definition"]), **fields)
             await engine.dispose()
+            return contract.id
 
-        asyncio.run(create())
+        return asyncio.run(create())
+
+    def set_contract_status(self, contract_id: uuid.UUID, status: str) -> None:
+        """Archive or reactivate a contract (API processes see it within 1 s)."""
+        async def update() -> None:
+            engine = create_engine(Settings(database_url=self.database_url), pool_size=1)
+            async with engine.begin() as connection:
+                await connection.execute(text("UPDATE event_contracts SET status = :status, version = version + 1 "
+                                              "WHERE id = :id"), {"status": status, "id": contract_id})
+            await engine.dispose()
+
+        asyncio.run(update())
 
 
 @dataclass

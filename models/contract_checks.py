@@ -231,14 +231,14 @@ def _clip(message: str) -> str:
     return message if len(message) <= 300 else message[:297] + "..."
 
 
-@dataclass
+@dataclass(slots=True)
 class Violation:
     path: str
     kind: str
     message: str
 
 
-@dataclass
+@dataclass(slots=True)
 class Outcome:
     violations: list[Violation] = field(default_factory=list)
     blocked: bool = False
@@ -282,8 +282,9 @@ class CompiledContract:
             self.fast(instance, found)
             if not found and self.undeclared not in (WARN, BLOCK) and not outcome.stripped:
                 return _PASSED
-            violations.extend(Violation(base + _tuple_pointer(path), kind, _clip(message))
-                              for path, kind, message in found[:MAX_VIOLATIONS_PER_EVENT])
+            violations += [Violation(base + _tuple_pointer(path), kind,
+                                     message if len(message) <= 300 else _clip(message))
+                           for path, kind, message in found[:MAX_VIOLATIONS_PER_EVENT]]
         else:
             for error in self.validator.iter_errors(instance):
                 violations.extend(_violations_of(error, base))

@@ -335,12 +335,11 @@ def enforce(book: dict, event: CanonicalEvent) -> tuple[bool, list[dict[str, Any
     outcome = contract.check(event.body)
     if not outcome.violations:
         return False, []
-    action = "blocked" if outcome.blocked else "warned"
-    return outcome.blocked, [{
-        "workspace_id": event.workspace_id, "contract_id": contract.id,
-        "event_id": None if outcome.blocked else event.id, "event_type": event.type, "event_name": event.name,
-        "source_id": event.source_id, "path": v.path, "kind": v.kind, "message": v.message, "action": action,
-    } for v in outcome.violations]
+    blocked = outcome.blocked
+    row = {"workspace_id": event.workspace_id, "contract_id": contract.id, "event_id": None if blocked else event.id,
+           "event_type": event.type, "event_name": event.name, "source_id": event.source_id,
+           "action": "blocked" if blocked else "warned"}
+    return blocked, [{**row, "path": v.path, "kind": v.kind, "message": v.message} for v in outcome.violations]
 
 
 def public_violations(rows: list[dict[str, Any]]) -> list[dict[str, str]]:

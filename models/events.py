@@ -22,6 +22,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base
 from models.canonical import CanonicalEvent
+from models.ids import random_uuids
 from models.paging import cut_page
 from models.volume import COUNT_AND_ANNOUNCE
 
@@ -152,12 +153,15 @@ WITH inserted AS (
     UPDATE event_sources SET last_used_at = now() WHERE id = ANY($2::uuid[]) RETURNING id
 ), violations AS (
     -- a warned event's violations only if the event itself was stored (not a duplicate)
-    INSERT INTO contract_violations (workspace_id, contract_id, event_id, event_type, event_name, source_id,
+    -- ids made by the API ($4): gen_random_uuid() costs a read of /dev/urandom per row here
+    INSERT INTO contract_violations (id, workspace_id, contract_id, event_id, event_type, event_name, source_id,
                                      path, kind, message, action)
-    SELECT v.workspace_id, v.contract_id, v.event_id, v.event_type, v.event_name, v.source_id,
+    SELECT ($4::uuid[])[v.n], v.workspace_id, v.contract_id, v.event_id, v.event_type, v.event_name, v.source_id,
            v.path, v.kind, v.message, v.action
-    FROM json_to_recordset($3::json) AS v(workspace_id uuid, contract_id uuid, event_id text, event_type text,
-         event_name text, source_id uuid, path text, kind text, message text, action text)
+    FROM ROWS FROM (json_to_recordset($3::json) AS (workspace_id uuid, contract_id uuid, event_id text,
+         event_type text, event_name text, source_id uuid, path text, kind text, message text, action text))
+         WITH ORDINALITY AS v(workspace_id, contract_id, event_id, event_type, event_name, source_id, path, kind,
+         message, action, n)
     WHERE v.event_id IS NULL OR v.event_id IN (SELECT id FROM inserted)
     RETURNING 1
 ), """ + COUNT_AND_ANNOUNCE + """
@@ -194,7 +198,7 @@ async def commit_events(
         return {}
     bodies = orjson.dumps([event.body for event in events], default=str).decode()
     row = await conn.fetchrow(_COMMIT_GROUP, bodies, list(touch_sources),
-                              orjson.dumps(list(violations), default=str).decode())
+                              orjson.dumps(list(violations), default=str).decode(), random_uuids(len(violations)))
     inserted = set(row["ids"])
     if len(inserted) == len(events):
         return {}

@@ -69,3 +69,13 @@ def new_event_id() -> str:
 def new_event_ids(count: int) -> list[str]:
     """`count` ids in increasing order, cheaper than as many calls of `new_event_id()`."""
     return ["evt_" + ulid for ulid in _ulids.many(count)]
+
+
+_VARIANT = {c: "89ab"[int(c, 16) & 3] for c in "0123456789abcdef"}
+
+
+def random_uuids(count: int) -> list[str]:
+    """`count` random (version 4) UUIDs as strings, from one read of the OS's random source."""
+    digits = os.urandom(16 * count).hex()
+    return [f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:]}"
+            for h in (digits[i:i + 32] for i in range(0, 32 * count, 32))]

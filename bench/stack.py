@@ -20,10 +20,10 @@ from typing import Any
 import psutil
 from sqlalchemy import text
 
+from bench.stamps import STAMP
 from devstack.migrate import upgrade
 from devstack.postgres import EmbeddedPostgres, ensure_database
 from devstack.processes import child_preexec, free_port, stop_process, wait_for_port
-from bench.stamps import STAMP
 from models.contract_checks import compile_schema
 from models.contracts import ContractRepository
 from models.db import create_engine, session_factory

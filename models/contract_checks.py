@@ -41,7 +41,12 @@ class SchemaInvalid(Exception):
 
 
 def _pointer(parts: Any) -> str:
-    return "".join("/" + str(p).replace("~", "~0").replace("/", "~1") for p in parts)
+    return "".join(_step(part) for part in parts)
+
+
+def _step(name: Any) -> str:
+    """One JSON pointer step, escaped."""
+    return "/" + str(name).replace("~", "~0").replace("/", "~1")
 
 
 def is_compact(schema: dict[str, Any]) -> bool:
@@ -149,11 +154,6 @@ class _Source:
 
     def emit(self, depth: int, line: str) -> None:
         self.lines.append("    " * depth + line)
-
-
-def _step(name: Any) -> str:
-    """One JSON pointer step, escaped."""
-    return "/" + str(name).replace("~", "~0").replace("/", "~1")
 
 
 def _emit(node: Any, var: str, path: str, depth: int, src: _Source) -> None:

@@ -98,9 +98,6 @@ class GroupCommitter:
         self._wake.set()
         return request.done
 
-    async def submit(self, events: list[CanonicalEvent], violations: list[dict[str, Any]] = ()) -> dict[str, str]:
-        return await self.enqueue(events, violations)
-
     async def _lane(self) -> None:
         conn: asyncpg.Connection | None = None
         try:

@@ -391,7 +391,15 @@ async def test_two_concurrent_claims_exactly_one_wins(client, token, client_ip, 
             assert await events_of(client, loser) == []
 
 
-async def test_posts_racing_a_claim_are_moved_or_refused(client, token, client_ip, workspace, sessions):
+async def test_posts_racing_a_claim_are_moved_or_refused(settings, worker, token, client_ip, workspace, sessions):
+    # Limits roomy enough that only the claim stops the posters, however long it takes.
+    roomy = settings.model_copy(update={"stream_events_per_day": 100_000, "stream_lifetime_events": 100_000,
+                                       "stream_requests_per_minute": 10_000})
+    async with create_app(roomy).test_app() as app:
+        await _race_posts_against_a_claim(app.test_client(), token, client_ip, workspace, sessions)
+
+
+async def _race_posts_against_a_claim(client, token, client_ip, workspace, sessions):
     await post(client, token, audit(idempotency_key="seed"), client_ip)
     acknowledged: list[str] = []
     refused = 0

@@ -5,7 +5,7 @@ that calls them owns the transaction.
 """
 
 from models.base import Base
-from models.contracts import ContractViolation, EventContract
+from models.contracts import ContractViolationBatch, EventContract
 from models.events import Event
 from models.forwarding import DeadLetter, DeliveryAttempt, Destination, ForwardingRetry, ForwardingRule
 from models.rate_limits import RateLimitCounter
@@ -15,6 +15,6 @@ from models.transformations import EventTransformation, TransformationVersion
 from models.volume import EventVolumeHourly
 from models.workspaces import MasterKey, Workspace
 
-__all__ = ["Base", "ContractViolation", "DeadLetter", "DeliveryAttempt", "Destination", "Event", "ForwardingRetry",
+__all__ = ["Base", "ContractViolationBatch", "DeadLetter", "DeliveryAttempt", "Destination", "Event", "ForwardingRetry",
            "ForwardingRule", "EventContract", "EventSource", "MasterKey", "RateLimitCounter", "Stream", "StreamEvent", "EventTransformation",
            "EventVolumeHourly", "TransformationVersion", "Workspace"]

@@ -6,12 +6,15 @@ screen name, the audit action; none for identify and group). A contract without 
 *active* contract per (workspace, event_type, event_name): a partial unique index says so.
 
 Violations are written by the ingest group commit, in the same statement as the events
-(`models.events.commit_events`); this module reads them.
+(`models.events.commit_events`), in batches (`ContractViolationBatch`); this module reads
+them one by one.
 """
 
 from __future__ import annotations
 
+import base64
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -25,17 +28,23 @@ from sqlalchemy import (
     PrimaryKeyConstraint,
     String,
     Text,
+    column,
     delete,
     func,
+    literal,
     select,
     text,
+    true,
+    tuple_,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, CreatedAt, UUIDPrimaryKey
-from models.paging import cut_page, encode_seq_cursor
+from models.ids import random_uuids
+from models.paging import cut_page
+from models.timestamps import iso
 
 ACTIVE, ARCHIVED = "active", "archived"
 
@@ -61,33 +70,79 @@ class EventContract(UUIDPrimaryKey, CreatedAt, Base):
     updated_at: Mapped[datetime] = mapped_column(server_default=func.now())
 
 
-class ContractViolation(Base):
-    __tablename__ = "contract_violations"
-    # The key is the paging order (one contract's violations by seq): a separate primary key
-    # on seq alone would cost every violating event one more index entry.
+class ContractViolationBatch(Base):
+    """The violations one group commit recorded for one contract: one row, the violations in
+    a JSON array. A row per violation (a heap tuple, an index entry and a WAL record each) cost
+    the group commit ~4.5 µs a violation here, a batch ~1.5 µs, and an eighth of the disk;
+    reads unnest the arrays (a page of a 600,000-violation contract: ~10 ms)."""
+
+    __tablename__ = "contract_violation_batches"
+    # The key is the paging order (one contract's batches by seq).
     __table_args__ = (
         PrimaryKeyConstraint("contract_id", "seq"),
     )
 
     seq: Mapped[int] = mapped_column(BigInteger, Identity(always=True), primary_key=True)  # keyset order
-    # Random (v4), so unique without an index to keep it so: the group commit writes these
-    # rows beside the events, and each index costs every violating event.
-    id: Mapped[uuid.UUID] = mapped_column(server_default=text("gen_random_uuid()"))
     # No foreign keys. Not to the workspace, as for events (models.events): deleting one deletes
-    # these by trigger (migration 0008). Not to the contract: violations are written by the ingest
-    # group commit, which must not fail because a contract was deleted a moment earlier;
-    # deleting a contract deletes its own.
-    workspace_id: Mapped[uuid.UUID]
+    # these by trigger (migration 0008). Not to the contract: the ingest group commit writes
+    # them and must not fail because a contract was deleted a moment earlier; deleting a
+    # contract deletes its own.
     contract_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
-    event_id: Mapped[str | None] = mapped_column(String(40))
-    event_type: Mapped[str] = mapped_column(String(16))
-    event_name: Mapped[str | None] = mapped_column(String(512))
-    source_id: Mapped[uuid.UUID | None]
-    path: Mapped[str] = mapped_column(Text)
-    kind: Mapped[str] = mapped_column(String(32))
-    message: Mapped[str] = mapped_column(Text)
-    action: Mapped[str] = mapped_column(String(8))
+    workspace_id: Mapped[uuid.UUID]
+    event_type: Mapped[str] = mapped_column(String(16))  # the contract's: it may change later
+    violation_count: Mapped[int] = mapped_column(Integer)
+    # [[id, event_id, event_name, source_id, path, kind, message, action], ...]: VIOLATION_FIELDS
+    violations: Mapped[list[list[Any]]] = mapped_column(JSONB)
     occurred_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+
+# One violation in a batch, a JSON array in this order (keys would cost bytes on every one).
+# `event_id` is null when the event was blocked (not stored); `id` is a random UUID.
+VIOLATION_FIELDS = ("id", "event_id", "event_name", "source_id", "path", "kind", "message", "action")
+_FIELD = {name: index for index, name in enumerate(VIOLATION_FIELDS)}
+MAX_BATCH_VIOLATIONS = 1000  # one row holds at most this many; a larger group gets more rows
+
+ViolationKey = tuple[str, uuid.UUID, str]  # (contract id, workspace id, event type): one batch
+
+
+class RecordedViolations:
+    """Violations on their way to the group commit, by contract (`ViolationKey`). Each
+    violation is a list laid out as VIOLATION_FIELDS, its `id` filled in by `batches()`."""
+
+    __slots__ = ("_by_key",)
+
+    def __init__(self) -> None:
+        self._by_key: dict[ViolationKey, list[list[Any]]] = {}
+
+    def add(self, key: ViolationKey, violations: list[list[Any]]) -> None:
+        found = self._by_key.get(key)
+        if found is None:
+            self._by_key[key] = list(violations)
+        else:
+            found.extend(violations)
+
+    @classmethod
+    def merged(cls, parts: Iterable[RecordedViolations]) -> RecordedViolations:
+        merged = cls()
+        for part in parts:
+            for key, violations in part._by_key.items():
+                merged.add(key, violations)
+        return merged
+
+    def __len__(self) -> int:
+        return sum(len(violations) for violations in self._by_key.values())
+
+    def batches(self) -> list[list[Any]]:
+        """[[contract id, workspace id, event type, violations], ...]: the rows to insert, each
+        violation given its id (one read of the OS's random source for all of them)."""
+        ids = iter(random_uuids(len(self)))
+        rows = []
+        for (contract_id, workspace_id, event_type), violations in self._by_key.items():
+            for violation in violations:
+                violation[0] = next(ids)
+            for start in range(0, len(violations), MAX_BATCH_VIOLATIONS):
+                rows.append([contract_id, workspace_id, event_type, violations[start:start + MAX_BATCH_VIOLATIONS]])
+        return rows
 
 
 @dataclass
@@ -133,36 +188,72 @@ class ContractRepository:
         if not contract_ids:
             return {}
         rows = await self.session.execute(
-            select(ContractViolation.contract_id, func.count()).where(ContractViolation.contract_id.in_(contract_ids))
-            .group_by(ContractViolation.contract_id))
-        return dict(rows.all())
+            select(ContractViolationBatch.contract_id, func.sum(ContractViolationBatch.violation_count))
+            .where(ContractViolationBatch.contract_id.in_(contract_ids)).group_by(ContractViolationBatch.contract_id))
+        return {contract_id: int(total) for contract_id, total in rows.all()}
 
     async def delete(self, contract: EventContract) -> None:
-        await self.session.execute(delete(ContractViolation).where(ContractViolation.contract_id == contract.id))
+        await self.session.execute(delete(ContractViolationBatch).where(ContractViolationBatch.contract_id == contract.id))
         await self.session.delete(contract)
         await self.session.flush()
 
-    def _filtered(self, query, contract_id: uuid.UUID, filters: ViolationFilters):
-        query = query.where(ContractViolation.contract_id == contract_id)
+    def _filtered(self, query, item: Any, contract_id: uuid.UUID, filters: ViolationFilters):
+        """`query` over the contract's violations, `item` (`_items()`) one row per violation."""
+        batch = ContractViolationBatch
+        query = query.select_from(batch).join(item, true()).where(batch.contract_id == contract_id)
         if filters.since is not None:
-            query = query.where(ContractViolation.occurred_at >= filters.since)
+            query = query.where(batch.occurred_at >= filters.since)
         if filters.kind:
-            query = query.where(ContractViolation.kind == filters.kind)
+            query = query.where(_field(item, "kind") == filters.kind)
         if filters.path:
-            query = query.where(ContractViolation.path == filters.path)
+            query = query.where(_field(item, "path") == filters.path)
         return query
 
     async def violations(self, contract_id: uuid.UUID, filters: ViolationFilters, *, limit: int,
-                         before_seq: int | None) -> tuple[list[ContractViolation], str | None]:
-        query = self._filtered(select(ContractViolation), contract_id, filters)
-        if before_seq is not None:
-            query = query.where(ContractViolation.seq < before_seq)
-        rows = list(await self.session.scalars(query.order_by(ContractViolation.seq.desc()).limit(limit + 1)))
-        return cut_page(rows, limit, lambda v: encode_seq_cursor(v.seq))
+                         before: tuple[int, int] | None) -> tuple[list[dict[str, Any]], str | None]:
+        """Newest first: the page, as the API shows violations, and the cursor after it."""
+        batch, item = ContractViolationBatch, _items()
+        query = self._filtered(select(batch.seq, item.c.n, batch.contract_id, batch.event_type, batch.occurred_at,
+                                      item.c.v), item, contract_id, filters)
+        if before is not None:
+            # seq <= first: the primary key's range; then the exact place
+            query = query.where(batch.seq <= before[0], tuple_(batch.seq, item.c.n) < before)
+        rows = (await self.session.execute(query.order_by(batch.seq.desc(), item.c.n.desc()).limit(limit + 1))).all()
+        page, next_cursor = cut_page(rows, limit, lambda row: encode_violation_cursor(row.seq, row.n))
+        return [{
+            **dict(zip(VIOLATION_FIELDS, row.v, strict=True)), "contract_id": str(row.contract_id),
+            "event_type": row.event_type, "occurred_at": iso(row.occurred_at),
+        } for row in page], next_cursor
 
     async def violation_groups(self, contract_id: uuid.UUID, filters: ViolationFilters,
                                group_by: list[str]) -> list[dict[str, Any]]:
-        columns = [getattr(ContractViolation, name) for name in group_by]
-        query = self._filtered(select(*columns, func.count().label("count")), contract_id, filters)
+        item = _items()
+        columns = [_field(item, name).label(name) for name in group_by]
+        query = self._filtered(select(*columns, func.count().label("count")), item, contract_id, filters)
         rows = await self.session.execute(query.group_by(*columns).order_by(func.count().desc(), *columns))
         return [{**{name: row[i] for i, name in enumerate(group_by)}, "count": row[-1]} for row in rows.all()]
+
+
+def _items() -> Any:
+    """Each violation of a batch as a row: `v` its JSON array, `n` its place (from 1). A
+    function in FROM may use the tables before it (LATERAL is implied)."""
+    return func.jsonb_array_elements(ContractViolationBatch.violations).table_valued(
+        column("v", JSONB), with_ordinality="n").render_derived(name="item")
+
+
+def _field(item: Any, name: str) -> Any:
+    """One field of an unnested violation, as text."""
+    return item.c.v.op("->>")(literal(_FIELD[name]))
+
+
+def encode_violation_cursor(seq: int, n: int) -> str:
+    return base64.urlsafe_b64encode(f"v{seq}.{n}".encode()).decode().rstrip("=")
+
+
+def decode_violation_cursor(cursor: str) -> tuple[int, int]:
+    """Raises ValueError for anything that is not a cursor we issued."""
+    value = base64.urlsafe_b64decode((cursor + "=" * (-len(cursor) % 4)).encode()).decode()
+    seq, _, n = value[1:].partition(".")
+    if not value.startswith("v") or not seq.isdigit() or not n.isdigit():
+        raise ValueError("not a violations cursor")
+    return int(seq), int(n)

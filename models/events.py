@@ -22,7 +22,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base
 from models.canonical import CanonicalEvent
-from models.ids import random_uuids
+from models.contracts import RecordedViolations
 from models.paging import cut_page
 from models.volume import COUNT_AND_ANNOUNCE
 
@@ -152,21 +152,23 @@ WITH inserted AS (
 ), touched AS (
     UPDATE event_sources SET last_used_at = now() WHERE id = ANY($2::uuid[]) RETURNING id
 ), violations AS (
-    -- a warned event's violations only if the event itself was stored (not a duplicate)
-    -- ids made by the API ($4): gen_random_uuid() costs a read of /dev/urandom per row here
-    INSERT INTO contract_violations (id, workspace_id, contract_id, event_id, event_type, event_name, source_id,
-                                     path, kind, message, action)
-    SELECT ($4::uuid[])[v.n], v.workspace_id, v.contract_id, v.event_id, v.event_type, v.event_name, v.source_id,
-           v.path, v.kind, v.message, v.action
-    FROM ROWS FROM (json_to_recordset($3::json) AS (workspace_id uuid, contract_id uuid, event_id text,
-         event_type text, event_name text, source_id uuid, path text, kind text, message text, action text))
-         WITH ORDINALITY AS v(workspace_id, contract_id, event_id, event_type, event_name, source_id, path, kind,
-         message, action, n)
-    WHERE v.event_id IS NULL OR v.event_id IN (SELECT id FROM inserted)
-    RETURNING 1
+    -- one row per contract ($3: [[contract_id, workspace_id, event_type, [violation, ...]], ...]);
+    -- a warned event's violations only if the event itself was stored (not a duplicate): the
+    -- array is filtered only when some event of the group was not stored
+    INSERT INTO contract_violation_batches (contract_id, workspace_id, event_type, violation_count, violations)
+    SELECT (g->>0)::uuid, (g->>1)::uuid, g->>2, jsonb_array_length(kept.violations), kept.violations
+    FROM jsonb_array_elements($3::jsonb) AS g
+    CROSS JOIN LATERAL (SELECT CASE
+        WHEN (SELECT count(*) FROM inserted) = jsonb_array_length($1::jsonb) THEN g->3
+        ELSE (SELECT coalesce(jsonb_agg(v ORDER BY n), '[]')
+              FROM jsonb_array_elements(g->3) WITH ORDINALITY AS item(v, n)
+              WHERE v->>1 IS NULL OR v->>1 IN (SELECT id FROM inserted))
+    END AS violations) AS kept
+    WHERE jsonb_array_length(kept.violations) > 0
+    RETURNING violation_count
 ), """ + COUNT_AND_ANNOUNCE + """
 SELECT ARRAY(SELECT id FROM inserted) AS ids,
-       (SELECT count(*) FROM violations) AS violations,
+       (SELECT coalesce(sum(violation_count), 0) FROM violations) AS violations,
        (SELECT count(*) FROM counted) AS counted,
        (SELECT n FROM announced) AS announced,
        (SELECT count(*) FROM touched) AS touched
@@ -184,21 +186,21 @@ async def commit_events(
     events: list[CanonicalEvent],
     *,
     touch_sources: list[uuid.UUID] = (),
-    violations: list[dict[str, Any]] = (),
+    violations: RecordedViolations | None = None,
 ) -> dict[str, str]:
     """Store `events` in one statement (see `_COMMIT_GROUP`) with their hourly counts and
-    pubsub NOTIFYs, a last_used_at touch of `touch_sources` and contract `violations` (rows
-    of contract_violations; `event_id` None for a blocked event). Runs outside any explicit
-    transaction: the statement is its own.
+    pubsub NOTIFYs, a last_used_at touch of `touch_sources` and contract `violations` (those
+    of a blocked event have no event id). Runs outside any explicit transaction: the statement
+    is its own.
 
     Returns, for each event that was NOT stored because its (workspace, messageId) already
     exists, the id of the event that holds it: the caller acknowledges the original id.
     """
-    if not events and not violations:
+    batches = violations.batches() if violations else []
+    if not events and not batches:
         return {}
     bodies = orjson.dumps([event.body for event in events], default=str).decode()
-    row = await conn.fetchrow(_COMMIT_GROUP, bodies, list(touch_sources),
-                              orjson.dumps(list(violations), default=str).decode(), random_uuids(len(violations)))
+    row = await conn.fetchrow(_COMMIT_GROUP, bodies, list(touch_sources), orjson.dumps(batches, default=str).decode())
     inserted = set(row["ids"])
     if len(inserted) == len(events):
         return {}

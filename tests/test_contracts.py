@@ -266,6 +266,7 @@ async def test_violation_paging_filters_and_grouping(client, workspace, source):
     answer = await (await client.post("/v1/batch", json={"batch": batch},
                                       headers={"X-Write-Key": source["key"]})).get_json()
     assert answer["accepted"] == 35
+    assert (await track(client, source, BAD)).status_code == 200  # a second group commit: a second batch
     seen, cursor = [], None
     while True:
         query = f"/event-contracts/{contract['id']}/violations?limit=7" + (f"&cursor={cursor}" if cursor else "")
@@ -274,20 +275,24 @@ async def test_violation_paging_filters_and_grouping(client, workspace, source):
         cursor = page["next_cursor"]
         if cursor is None:
             break
-    assert len(seen) == 30 + 30 + 10 and len({v["id"] for v in seen}) == len(seen)
+    assert len(seen) == 30 + 30 + 10 + 1 and len({v["id"] for v in seen}) == len(seen)
+    # newest first: across batches, and within one (event ids are in arrival order)
     assert [v["occurred_at"] for v in seen] == sorted((v["occurred_at"] for v in seen), reverse=True)
+    assert [v["event_id"] for v in seen] == sorted((v["event_id"] for v in seen), reverse=True)
+    assert seen[0]["event_id"] == (await stored_names(client, workspace))[0]["id"]
     assert len(await violations(client, workspace, contract, "&kind=undeclared_field")) == 30
+    assert len(await violations(client, workspace, contract, "&kind=type_mismatch&path=/properties/total")) == 31
     assert len(await violations(client, workspace, contract, "&path=/properties/currency")) == 5
     assert len(await violations(client, workspace, contract, "&since=2999-01-01T00:00:00Z")) == 0
     groups = await violations(client, workspace, contract, "&group_by=path,kind")
     assert groups == [
+        {"path": "/properties/total", "kind": "type_mismatch", "count": 31},
         {"path": "/properties/extra", "kind": "undeclared_field", "count": 30},
-        {"path": "/properties/total", "kind": "type_mismatch", "count": 30},
         {"path": "/properties/currency", "kind": "required_missing", "count": 5},
         {"path": "/properties/order_id", "kind": "required_missing", "count": 5},
     ]
     by_kind = {g["kind"]: g["count"] for g in await violations(client, workspace, contract, "&group_by=kind")}
-    assert by_kind == {"undeclared_field": 30, "type_mismatch": 30, "required_missing": 10}
+    assert by_kind == {"undeclared_field": 30, "type_mismatch": 31, "required_missing": 10}
     response = await client.get(workspace.url(f"/event-contracts/{contract['id']}/violations?group_by=event_id"),
                                 headers=workspace.headers)
     assert response.status_code == 400
@@ -296,7 +301,7 @@ async def test_violation_paging_filters_and_grouping(client, workspace, source):
     assert response.status_code == 400
     count = (await (await client.get(workspace.url(f"/event-contracts/{contract['id']}"),
                                      headers=workspace.headers)).get_json())["violation_count"]
-    assert count == 70
+    assert count == 71
 
 
 async def test_duplicate_events_record_no_second_violation(client, workspace, source):
@@ -309,6 +314,42 @@ async def test_duplicate_events_record_no_second_violation(client, workspace, so
     assert len(await violations(client, workspace, contract)) == 1
 
 
+async def test_a_batch_records_the_violations_of_its_new_events_not_of_its_duplicates(client, workspace, source):
+    contract = await create(client, workspace, enforcement_mode="warn")
+    assert (await client.post("/v1/track", json={"event": "purchase_completed", "userId": "u", "messageId": "m1",
+                                                 "properties": BAD}, headers={"X-Write-Key": source["key"]})
+            ).status_code == 200
+    batch = [{"type": "track", "event": "purchase_completed", "userId": "u", "messageId": m, "properties": BAD}
+             for m in ("m1", "m2", "m3")]
+    answer = await (await client.post("/v1/batch", json={"batch": batch},
+                                      headers={"X-Write-Key": source["key"]})).get_json()
+    found = await violations(client, workspace, contract)
+    assert sorted(v["event_id"] for v in found) == sorted(answer["ids"])  # m1's once, m2's, m3's
+    response = await client.get(workspace.url(f"/event-contracts/{contract['id']}"), headers=workspace.headers)
+    assert (await response.get_json())["violation_count"] == 3
+
+
+def test_recorded_violations_become_batches_of_at_most_the_maximum_each_with_its_ids():
+    import uuid
+
+    from models.contracts import MAX_BATCH_VIOLATIONS, RecordedViolations
+
+    workspace = uuid.uuid4()
+    recorded = RecordedViolations()
+    for n in range(MAX_BATCH_VIOLATIONS + 1):
+        recorded.add(("c1", workspace, "track"), [[None, f"evt_{n}", "Order", None, "/p", "enum", "m", "warned"]])
+    other = RecordedViolations()
+    other.add(("c2", workspace, "identify"), [[None, None, None, None, "/traits/a", "enum", "m", "blocked"]])
+    merged = RecordedViolations.merged([recorded, RecordedViolations(), other])
+    assert len(merged) == MAX_BATCH_VIOLATIONS + 2
+    batches = merged.batches()
+    assert [(b[0], b[2], len(b[3])) for b in batches] == [
+        ("c1", "track", MAX_BATCH_VIOLATIONS), ("c1", "track", 1), ("c2", "identify", 1)]
+    ids = [v[0] for b in batches for v in b[3]]
+    assert len(set(ids)) == len(ids) and all(uuid.UUID(i).version == 4 for i in ids)
+    assert batches[1][3][0][1] == f"evt_{MAX_BATCH_VIOLATIONS}"
+
+
 async def test_deleting_a_workspace_deletes_its_events_and_violations(client, sessions, workspace, other_workspace):
     """The ingest tables have no foreign keys (migration 0008); a trigger keeps the cascade."""
     from sqlalchemy import text
@@ -318,7 +359,7 @@ async def test_deleting_a_workspace_deletes_its_events_and_violations(client, se
         await create(client, ws, enforcement_mode="warn")
         assert (await track(client, source, BAD)).status_code == 200
     count = text("SELECT (SELECT count(*) FROM events WHERE workspace_id = :w) + "
-                 "(SELECT count(*) FROM contract_violations WHERE workspace_id = :w)")
+                 "(SELECT count(*) FROM contract_violation_batches WHERE workspace_id = :w)")
     async with sessions() as session, session.begin():
         assert await session.scalar(count, {"w": workspace.id}) == 2
         await session.execute(text("DELETE FROM workspaces WHERE id = :w"), {"w": workspace.id})

@@ -22,9 +22,10 @@ from models.contract_checks import (
 from models.contracts import (
     ContractRepository,
     EventContract,
+    RecordedViolations,
     ViolationFilters,
+    decode_violation_cursor,
 )
-from models.paging import decode_seq_cursor
 from models.timestamps import iso
 from web.auth import master_key_for_workspace, parse_uuid
 from web.cache import RefreshingCache
@@ -278,13 +279,9 @@ async def list_violations(workspace_id: uuid.UUID, contract_id: str) -> Response
         if query.group_by:
             groups = await repository.violation_groups(contract.id, filters, [p.strip() for p in query.group_by.split(",")])
             return json_response({"data": groups, "next_cursor": None})
-        before = decoded_cursor(query.cursor, decode_seq_cursor)
-        rows, next_cursor = await repository.violations(contract.id, filters, limit=query.limit, before_seq=before)
-    return json_response({"data": [{
-        "id": str(v.id), "contract_id": str(v.contract_id), "event_id": v.event_id, "event_type": v.event_type,
-        "event_name": v.event_name, "source_id": str(v.source_id) if v.source_id else None, "path": v.path,
-        "kind": v.kind, "message": v.message, "action": v.action, "occurred_at": iso(v.occurred_at),
-    } for v in rows], "next_cursor": next_cursor})
+        before = decoded_cursor(query.cursor, decode_violation_cursor)
+        page, next_cursor = await repository.violations(contract.id, filters, limit=query.limit, before=before)
+    return json_response({"data": page, "next_cursor": next_cursor})
 
 
 # --- enforcement, in the ingest path ---------------------------------------------------------
@@ -326,9 +323,9 @@ def contract_for(book: dict[tuple[str, str | None], CompiledContract], event: Ca
     return book.get((event.type, event.name)) or book.get((event.type, None))
 
 
-def enforce(book: dict, event: CanonicalEvent) -> tuple[bool, list[dict[str, Any]]]:
-    """Check one event against its contract (stripping in place if the contract says so).
-    Returns (blocked, violation rows ready for the group commit)."""
+def enforce(book: dict, event: CanonicalEvent, recorded: RecordedViolations) -> tuple[bool, list[list[Any]]]:
+    """Check one event against its contract (stripping in place if the contract says so) and
+    add what it violates to `recorded`, for the group commit. Returns (blocked, violations)."""
     contract = contract_for(book, event) if book else None
     if contract is None:
         return False, []
@@ -336,13 +333,14 @@ def enforce(book: dict, event: CanonicalEvent) -> tuple[bool, list[dict[str, Any
     if not outcome.violations:
         return False, []
     blocked = outcome.blocked
-    row = {"workspace_id": event.workspace_id, "contract_id": contract.id, "event_id": None if blocked else event.id,
-           "event_type": event.type, "event_name": event.name, "source_id": event.source_id,
-           "action": "blocked" if blocked else "warned"}
-    return blocked, [{**row, "path": path, "kind": kind, "message": message}
-                     for path, kind, message in outcome.violations]
+    event_id, action = (None, "blocked") if blocked else (event.id, "warned")
+    # laid out as models.contracts.VIOLATION_FIELDS; the id is given at the group commit
+    found = [[None, event_id, event.name, event.source_id, path, kind, message, action]
+             for path, kind, message in outcome.violations]
+    recorded.add((contract.id, event.workspace_id, event.type), found)
+    return blocked, found
 
 
-def public_violations(rows: list[dict[str, Any]]) -> list[dict[str, str]]:
-    return [{"path": r["path"], "kind": r["kind"], "message": r["message"]} for r in rows]
-
+def public_violations(violations: list[list[Any]]) -> list[dict[str, str]]:
+    """What a rejected event's answer says of its violations."""
+    return [{"path": path, "kind": kind, "message": message} for _, _, _, _, path, kind, message, _ in violations]

@@ -27,11 +27,11 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any
 
 import asyncpg
 
 from models.canonical import CanonicalEvent
+from models.contracts import RecordedViolations
 from models.events import commit_events
 
 log = logging.getLogger("headwater.ingest")
@@ -49,7 +49,7 @@ class CommitFailed(Exception):
 @dataclass
 class _Request:
     events: list[CanonicalEvent]
-    violations: list[dict[str, Any]]
+    violations: RecordedViolations | None
     done: asyncio.Future[dict[str, str]] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
 
 
@@ -87,13 +87,13 @@ class GroupCommitter:
             yield
             await asyncio.sleep(0)
 
-    def enqueue(self, events: list[CanonicalEvent], violations: list[dict[str, Any]] = ()) -> asyncio.Future:
+    def enqueue(self, events: list[CanonicalEvent], violations: RecordedViolations | None = None) -> asyncio.Future:
         """Queue `events` and their contract `violations` for the next group; the future gives
         {event id: original id} for messageId duplicates, or raises CommitFailed if the group's
         transaction failed."""
         if self._closing:
             raise CommitFailed("shutting down")
-        request = _Request(events, list(violations))
+        request = _Request(events, violations)
         self._pending.append(request)
         self._wake.set()
         return request.done
@@ -125,7 +125,7 @@ class GroupCommitter:
         """Commit one group and answer its requests; returns the connection to use next (None
         after a failure: the next group connects afresh)."""
         events = [event for request in group for event in request.events]
-        violations = [violation for request in group for violation in request.violations]
+        violations = RecordedViolations.merged(request.violations for request in group if request.violations)
         try:
             if conn is None or conn.is_closed():
                 conn = await asyncpg.connect(self.dsn, timeout=CONNECT_TIMEOUT_SECONDS)

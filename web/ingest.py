@@ -26,6 +26,7 @@ from quart import Blueprint, Response, request
 from quart_schema import document_response
 
 from models.canonical import Arrival, EventRejected, normalize
+from models.contracts import RecordedViolations
 from models.ids import new_event_id, new_event_ids
 from models.sources import REVOKED, SourceRepository
 from models.timestamps import utcnow
@@ -181,7 +182,7 @@ def _commit_failed() -> APIError:
                     "Retry the request.", headers={"Retry-After": "1"})
 
 
-def queue_commit(svc: Services, events: list, violations: list[dict[str, Any]] = ()) -> asyncio.Future:
+def queue_commit(svc: Services, events: list, violations: RecordedViolations | None = None) -> asyncio.Future:
     """Queue for the group commit; await with `committed()`."""
     try:
         return svc.committer.enqueue(events, violations)
@@ -210,10 +211,11 @@ async def ingest_single(svc: Services, wire: WireRequest, event_type: str | None
                           arrival=Arrival(source.workspace_id, source.id, utcnow(), wire.client_ip))
     except EventRejected as exc:
         raise _rejection(exc) from None
-    blocked, violations = enforce(book, event)
+    recorded = RecordedViolations()
+    blocked, violations = enforce(book, event, recorded)
     # A blocked event's violations are recorded; the event is not stored. One event is tens of
     # microseconds of work: unlike a batch, it needs no turn (web.group_commit).
-    duplicates = await committed(queue_commit(svc, [] if blocked else [event], violations))
+    duplicates = await committed(queue_commit(svc, [] if blocked else [event], recorded))
     if blocked:
         raise APIError(422, "contract_violation", "The event violates its contract, which blocks it: nothing was "
                        "stored.", public_violations(violations))
@@ -234,7 +236,7 @@ async def ingest_batch(svc: Services, wire: WireRequest) -> dict[str, Any]:
         raise APIError(400, "invalid_string", "Strings must not contain the NUL character (\\u0000).")
     arrival = Arrival(source.workspace_id, source.id, utcnow(), wire.client_ip, envelope)
     book = await svc.contracts.for_workspace(svc, source.workspace_id)
-    events, rejected, violations = [], [], []
+    events, rejected, recorded = [], [], RecordedViolations()
     async with svc.committer.turn():
         ids = new_event_ids(len(items))
         for index, item in enumerate(items):
@@ -247,14 +249,13 @@ async def ingest_batch(svc: Services, wire: WireRequest) -> dict[str, Any]:
                            else exc.message)
                 rejected.append({"index": index, "code": exc.code, "message": message})
                 continue
-            blocked, found = enforce(book, event)
-            violations += found
+            blocked, found = enforce(book, event, recorded)
             if blocked:
                 rejected.append({"index": index, "code": "contract_violation", "message": "the event violates its "
                                  "contract, which blocks it", "violations": public_violations(found)})
             else:
                 events.append(event)
-        stored = queue_commit(svc, events, violations) if events or violations else None
+        stored = queue_commit(svc, events, recorded) if events or recorded else None
     duplicates = await committed(stored) if stored is not None else {}
     ids = [duplicates.get(e.id, e.id) for e in events]
     return {"success": True, "accepted": len(events), "ids": ids, "rejected": rejected}

@@ -42,7 +42,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, CreatedAt, UUIDPrimaryKey
-from models.ids import random_uuids
 from models.paging import cut_page
 from models.timestamps import iso
 
@@ -91,14 +90,15 @@ class ContractViolationBatch(Base):
     workspace_id: Mapped[uuid.UUID]
     event_type: Mapped[str] = mapped_column(String(16))  # the contract's: it may change later
     violation_count: Mapped[int] = mapped_column(Integer)
-    # [[id, event_id, event_name, source_id, path, kind, message, action], ...]: VIOLATION_FIELDS
+    # [[event_id, event_name, source_id, path, kind, message, action], ...]: VIOLATION_FIELDS
     violations: Mapped[list[list[Any]]] = mapped_column(JSONB)
     occurred_at: Mapped[datetime] = mapped_column(server_default=func.now())
 
 
 # One violation in a batch, a JSON array in this order (keys would cost bytes on every one).
-# `event_id` is null when the event was blocked (not stored); `id` is a random UUID.
-VIOLATION_FIELDS = ("id", "event_id", "event_name", "source_id", "path", "kind", "message", "action")
+# `event_id` is null when the event was blocked (not stored). A violation's id is its place,
+# `vio_<batch seq>_<n>` (seq is unique across contracts): nothing to draw or store per violation.
+VIOLATION_FIELDS = ("event_id", "event_name", "source_id", "path", "kind", "message", "action")
 _FIELD = {name: index for index, name in enumerate(VIOLATION_FIELDS)}
 MAX_BATCH_VIOLATIONS = 1000  # one row holds at most this many; a larger group gets more rows
 
@@ -106,15 +106,15 @@ ViolationKey = tuple[str, uuid.UUID, str]  # (contract id, workspace id, event t
 
 
 class RecordedViolations:
-    """Violations on their way to the group commit, by contract (`ViolationKey`). Each
-    violation is a list laid out as VIOLATION_FIELDS, its `id` filled in by `batches()`."""
+    """Violations on their way to the group commit, by contract (`ViolationKey`), each a
+    tuple laid out as VIOLATION_FIELDS."""
 
     __slots__ = ("_by_key",)
 
     def __init__(self) -> None:
-        self._by_key: dict[ViolationKey, list[list[Any]]] = {}
+        self._by_key: dict[ViolationKey, list[tuple[Any, ...]]] = {}
 
-    def add(self, key: ViolationKey, violations: list[list[Any]]) -> None:
+    def add(self, key: ViolationKey, violations: list[tuple[Any, ...]]) -> None:
         found = self._by_key.get(key)
         if found is None:
             self._by_key[key] = list(violations)
@@ -132,17 +132,11 @@ class RecordedViolations:
     def __len__(self) -> int:
         return sum(len(violations) for violations in self._by_key.values())
 
-    def batches(self) -> list[list[Any]]:
-        """[[contract id, workspace id, event type, violations], ...]: the rows to insert, each
-        violation given its id (one read of the OS's random source for all of them)."""
-        ids = iter(random_uuids(len(self)))
-        rows = []
-        for (contract_id, workspace_id, event_type), violations in self._by_key.items():
-            for violation in violations:
-                violation[0] = next(ids)
-            for start in range(0, len(violations), MAX_BATCH_VIOLATIONS):
-                rows.append([contract_id, workspace_id, event_type, violations[start:start + MAX_BATCH_VIOLATIONS]])
-        return rows
+    def batches(self) -> list[tuple[Any, ...]]:
+        """[(contract id, workspace id, event type, violations), ...]: the rows to insert."""
+        return [(contract_id, workspace_id, event_type, violations[start:start + MAX_BATCH_VIOLATIONS])
+                for (contract_id, workspace_id, event_type), violations in self._by_key.items()
+                for start in range(0, len(violations), MAX_BATCH_VIOLATIONS)]
 
 
 @dataclass
@@ -221,8 +215,8 @@ class ContractRepository:
         rows = (await self.session.execute(query.order_by(batch.seq.desc(), item.c.n.desc()).limit(limit + 1))).all()
         page, next_cursor = cut_page(rows, limit, lambda row: encode_violation_cursor(row.seq, row.n))
         return [{
-            **dict(zip(VIOLATION_FIELDS, row.v, strict=True)), "contract_id": str(row.contract_id),
-            "event_type": row.event_type, "occurred_at": iso(row.occurred_at),
+            "id": f"vio_{row.seq}_{row.n}", **dict(zip(VIOLATION_FIELDS, row.v, strict=True)),
+            "contract_id": str(row.contract_id), "event_type": row.event_type, "occurred_at": iso(row.occurred_at),
         } for row in page], next_cursor
 
     async def violation_groups(self, contract_id: uuid.UUID, filters: ViolationFilters,

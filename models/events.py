@@ -162,7 +162,7 @@ WITH inserted AS (
         WHEN (SELECT count(*) FROM inserted) = jsonb_array_length($1::jsonb) THEN g->3
         ELSE (SELECT coalesce(jsonb_agg(v ORDER BY n), '[]')
               FROM jsonb_array_elements(g->3) WITH ORDINALITY AS item(v, n)
-              WHERE v->>1 IS NULL OR v->>1 IN (SELECT id FROM inserted))
+              WHERE v->>0 IS NULL OR v->>0 IN (SELECT id FROM inserted))  -- v->>0: the event id
     END AS violations) AS kept
     WHERE jsonb_array_length(kept.violations) > 0
     RETURNING violation_count

@@ -4,6 +4,7 @@ enforcement in the ingest path (`ContractBook`)."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -14,7 +15,6 @@ from sqlalchemy.exc import IntegrityError
 
 from models.canonical import CanonicalEvent
 from models.contract_checks import (
-    CONTRACT_EVENT_TYPES,
     CompiledContract,
     SchemaInvalid,
     compile_schema,
@@ -118,7 +118,7 @@ class ViolationQuery(BaseModel):
 
 
 class ViolationOut(BaseModel):
-    id: uuid.UUID
+    id: str  # vio_<batch>_<n>
     contract_id: uuid.UUID
     event_id: str | None
     event_type: str
@@ -317,30 +317,32 @@ class ContractBook:
         self._cache.forget(workspace_id)
 
 
-def contract_for(book: dict[tuple[str, str | None], CompiledContract], event: CanonicalEvent) -> CompiledContract | None:
-    if event.type not in CONTRACT_EVENT_TYPES:
-        return None
-    return book.get((event.type, event.name)) or book.get((event.type, None))
+_NOTHING: tuple = ()
 
 
-def enforce(book: dict, event: CanonicalEvent, recorded: RecordedViolations) -> tuple[bool, list[list[Any]]]:
+def enforce(book: dict[tuple[str, str | None], CompiledContract], event: CanonicalEvent,
+            recorded: RecordedViolations) -> tuple[bool, Sequence[tuple[Any, ...]]]:
     """Check one event against its contract (stripping in place if the contract says so) and
-    add what it violates to `recorded`, for the group commit. Returns (blocked, violations)."""
-    contract = contract_for(book, event) if book else None
+    add what it violates to `recorded`, for the group commit. Returns (blocked, violations).
+
+    The contract: the one for the event's type and name, else the one for its type alone (the
+    book holds only CONTRACT_EVENT_TYPES)."""
+    if not book:
+        return False, _NOTHING
+    contract = book.get((event.type, event.name)) or book.get((event.type, None))
     if contract is None:
-        return False, []
+        return False, _NOTHING
     outcome = contract.check(event.body)
     if not outcome.violations:
-        return False, []
+        return False, _NOTHING
     blocked = outcome.blocked
     event_id, action = (None, "blocked") if blocked else (event.id, "warned")
-    # laid out as models.contracts.VIOLATION_FIELDS; the id is given at the group commit
-    found = [[None, event_id, event.name, event.source_id, path, kind, message, action]
+    found = [(event_id, event.name, event.source_id, path, kind, message, action)  # VIOLATION_FIELDS
              for path, kind, message in outcome.violations]
     recorded.add((contract.id, event.workspace_id, event.type), found)
     return blocked, found
 
 
-def public_violations(violations: list[list[Any]]) -> list[dict[str, str]]:
+def public_violations(violations: Sequence[tuple[Any, ...]]) -> list[dict[str, str]]:
     """What a rejected event's answer says of its violations."""
-    return [{"path": path, "kind": kind, "message": message} for _, _, _, _, path, kind, message, _ in violations]
+    return [{"path": path, "kind": kind, "message": message} for _, _, _, path, kind, message, _ in violations]

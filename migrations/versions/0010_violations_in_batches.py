@@ -2,7 +2,8 @@
 JSON array, instead of one row per violation (models.contracts.ContractViolationBatch)
 
 Existing violations move over: those a group commit wrote share their contract and their
-occurred_at (the transaction's time), so each such set becomes one batch, in seq order.
+occurred_at (the transaction's time), so each such set becomes one batch, in seq order. A
+violation's id is now its place in its batch (`vio_<seq>_<n>`): the old UUIDs are not kept.
 
 Revision ID: 0010
 Revises: 0009
@@ -45,7 +46,7 @@ def upgrade() -> None:
         INSERT INTO contract_violation_batches (contract_id, workspace_id, event_type, violation_count, violations,
                                                 occurred_at)
         SELECT contract_id, workspace_id, event_type, count(*),
-               jsonb_agg(jsonb_build_array(id, event_id, event_name, source_id, path, kind, message, action)
+               jsonb_agg(jsonb_build_array(event_id, event_name, source_id, path, kind, message, action)
                          ORDER BY seq),
                occurred_at
         FROM contract_violations
@@ -77,8 +78,8 @@ def downgrade() -> None:
     op.execute("""
         INSERT INTO contract_violations (id, workspace_id, contract_id, event_id, event_type, event_name, source_id,
                                          path, kind, message, action, occurred_at)
-        SELECT (v->>0)::uuid, b.workspace_id, b.contract_id, v->>1, b.event_type, v->>2, (v->>3)::uuid,
-               v->>4, v->>5, v->>6, v->>7, b.occurred_at
+        SELECT gen_random_uuid(), b.workspace_id, b.contract_id, v->>0, b.event_type, v->>1, (v->>2)::uuid,
+               v->>3, v->>4, v->>5, v->>6, b.occurred_at
         FROM contract_violation_batches b, jsonb_array_elements(b.violations) WITH ORDINALITY AS item(v, n)
         ORDER BY b.seq, item.n
     """)

@@ -7,9 +7,9 @@ import asyncio
 import logging
 import signal
 from datetime import timedelta
+from typing import Self
 
 import aiohttp
-
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import (
     Client,
@@ -72,7 +72,7 @@ class HeadwaterWorker:
         )
         self._reconciler: asyncio.Task | None = None
 
-    async def __aenter__(self) -> HeadwaterWorker:
+    async def __aenter__(self) -> Self:
         await self.worker.__aenter__()
         self._reconciler = asyncio.create_task(self._reconcile_forever(), name="forwarding-reconciler")
         return self

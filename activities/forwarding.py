@@ -531,7 +531,7 @@ class _heartbeating:
 
         self._task = asyncio.create_task(beat()) if activity.in_activity() else None
 
-    async def __aexit__(self, *exc: Any) -> None:
+    async def __aexit__(self, *exc: object) -> None:
         if self._task is not None:
             self._task.cancel()
 

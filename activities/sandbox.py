@@ -105,7 +105,7 @@ _PRELUDE = r"""
   };
   globalThis.__headwater_logs = function () { return stringify(logs); };
 })();
-""" % {"lines": MAX_LOG_LINES, "chars": MAX_LOG_LINE_CHARS}
+""" % {"lines": MAX_LOG_LINES, "chars": MAX_LOG_LINE_CHARS}  # noqa: UP031 (str.format: every JS brace doubled)
 
 # Probes a syntax error's column: the shortest prefix of the failing line that already fails
 # with the same message is where the offending token starts (quickjs reports the line only).

@@ -99,8 +99,8 @@ class SandboxProcess:
     """One child process running JavaScript, used by one request at a time; started on first
     use and again after it is killed."""
 
-    def __init__(self, limits: SandboxLimits = SandboxLimits()) -> None:
-        self.limits = limits
+    def __init__(self, limits: SandboxLimits | None = None) -> None:
+        self.limits = limits or SandboxLimits()
         self._lock = threading.Lock()
         self._process: subprocess.Popen | None = None
         self._conn: Connection | None = None

@@ -24,7 +24,7 @@ pool: asyncpg.Pool | None = None
 
 @app.before_serving
 async def connect() -> None:
-    global pool
+    global pool  # noqa: PLW0603 — the baseline is meant to be the plainest app
     url = get_settings().database_url
     pool = await asyncpg.create_pool(url, min_size=10, max_size=10)
     await pool.execute("CREATE TABLE IF NOT EXISTS bench_baseline (id bigserial PRIMARY KEY, body jsonb NOT NULL)")

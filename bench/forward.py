@@ -27,8 +27,8 @@ from temporalio import activity, workflow
 from temporalio.client import Client
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
-from bench.stamps import STAMP
 from bench.stack import Tenant, bench_stack, ingest_at_rate, new_tenant, pct, serve
+from bench.stamps import STAMP
 from devstack.processes import free_port, stop_process, wait_for_port
 from devstack.temporal import start_dev_server
 

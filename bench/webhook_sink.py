@@ -43,7 +43,7 @@ def serve(port: int):
                 line = await reader.readline()
                 if not line:
                     return
-                method, path, _ = line.split(b" ", 2)
+                _method, path, _ = line.split(b" ", 2)
                 length = 0
                 while (header := await reader.readline()) not in (b"\r\n", b""):
                     name, _, value = header.partition(b":")

@@ -135,7 +135,7 @@ def run() -> int:
     try:
         supervisor.start()
         code = supervisor.watch()
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 — whatever failed, stop what started and say why
         if not supervisor.stopping:
             log.error("start-up failed: %s", exc)
             code = 1

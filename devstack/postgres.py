@@ -96,15 +96,14 @@ class EmbeddedPostgres:
         stale = self.pgdata / "postmaster.pid"
         if stale.exists() and not _pid_alive(stale):
             stale.unlink()
-        logfile = open(self.pgdata / "server.log", "ab")
-        self.process = subprocess.Popen(
-            [str(_bin_dir() / "postgres"), "-D", str(self.pgdata), "-p", str(self.port),
-             "-h", "127.0.0.1", "-k", str(self.pgdata),
-             "-c", "max_connections=200", "-c", "fsync=on", "-c", "log_min_messages=warning", *WRITE_HEAVY],
-            stdout=logfile, stderr=subprocess.STDOUT, user=user, preexec_fn=child_preexec,
-            start_new_session=True,
-        )
-        logfile.close()
+        with open(self.pgdata / "server.log", "ab") as logfile:  # the child keeps its own descriptor
+            self.process = subprocess.Popen(
+                [str(_bin_dir() / "postgres"), "-D", str(self.pgdata), "-p", str(self.port),
+                 "-h", "127.0.0.1", "-k", str(self.pgdata),
+                 "-c", "max_connections=200", "-c", "fsync=on", "-c", "log_min_messages=warning", *WRITE_HEAVY],
+                stdout=logfile, stderr=subprocess.STDOUT, user=user, preexec_fn=child_preexec,
+                start_new_session=True,
+            )
         wait_for_port("127.0.0.1", self.port, timeout, self.process, what="Postgres")
         deadline = time.monotonic() + timeout
         while not _accepts_queries(self.url()):
@@ -139,7 +138,7 @@ def _accepts_queries(url: str) -> bool:
     async def probe() -> bool:
         try:
             conn = await asyncpg.connect(url, timeout=2)
-        except (OSError, asyncpg.PostgresError, asyncio.TimeoutError):
+        except (TimeoutError, OSError, asyncpg.PostgresError):
             return False
         await conn.close()
         return True

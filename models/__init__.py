@@ -15,6 +15,23 @@ from models.transformations import EventTransformation, TransformationVersion
 from models.volume import EventVolumeHourly
 from models.workspaces import MasterKey, Workspace
 
-__all__ = ["Base", "ContractViolationBatch", "DeadLetter", "DeliveryAttempt", "Destination", "Event", "ForwardingRetry",
-           "ForwardingRule", "EventContract", "EventSource", "MasterKey", "RateLimitCounter", "Stream", "StreamEvent", "EventTransformation",
-           "EventVolumeHourly", "TransformationVersion", "Workspace"]
+__all__ = [
+           "Base",
+           "ContractViolationBatch",
+           "DeadLetter",
+           "DeliveryAttempt",
+           "Destination",
+           "Event",
+           "EventContract",
+           "EventSource",
+           "EventTransformation",
+           "EventVolumeHourly",
+           "ForwardingRetry",
+           "ForwardingRule",
+           "MasterKey",
+           "RateLimitCounter",
+           "Stream",
+           "StreamEvent",
+           "TransformationVersion",
+           "Workspace",
+]

@@ -19,7 +19,7 @@ NAMING = {
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
-    type_annotation_map = {datetime: DateTime(timezone=True)}
+    type_annotation_map = {datetime: DateTime(timezone=True)}  # noqa: RUF012 — SQLAlchemy's own idiom
 
 
 class UUIDPrimaryKey:

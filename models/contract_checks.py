@@ -101,7 +101,7 @@ def compile_schema(definition: Any) -> dict[str, Any]:
     else:
         schema = copy.deepcopy(definition)
     schema.setdefault("$schema", "https://json-schema.org/draft/2020-12/schema")
-    if schema["$schema"].rstrip("#") not in ("https://json-schema.org/draft/2020-12/schema",):
+    if schema["$schema"].rstrip("#") != "https://json-schema.org/draft/2020-12/schema":
         raise SchemaInvalid("/$schema", "only JSON Schema draft 2020-12 is supported")
     try:
         Draft202012Validator.check_schema(schema)

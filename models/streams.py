@@ -209,7 +209,7 @@ class StreamRepository:
                     StreamEvent.token == token, StreamEvent.idempotency_key.in_(keys)
                 )
             )
-            known = {key: event_id for key, event_id in rows.all()}
+            known = dict(rows.all())
         ids: list[str] = []
         fresh: list[NewStreamEvent] = []
         for event in events:

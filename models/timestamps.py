@@ -19,7 +19,7 @@ def iso(value: datetime | None) -> str | None:
 
 def parse_iso(value: str) -> datetime:
     """Parse an ISO 8601 timestamp; a naive one is taken as UTC. Raises ValueError."""
-    parsed = datetime.fromisoformat(value.strip().replace("z", "Z").replace("Z", "+00:00"))
+    parsed = datetime.fromisoformat(value.strip().replace("z", "Z"))  # 3.11 reads Z as UTC
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
     return parsed.astimezone(UTC)

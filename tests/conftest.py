@@ -23,13 +23,13 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.testing import WorkflowEnvironment
 
+from activities.sandbox import SandboxLimits
+from activities.sandbox_process import SandboxProcess
 from devstack.migrate import upgrade
 from devstack.processes import child_preexec, free_port, stop_process, wait_for_port
 from devstack.temporal import SEARCH_ATTRIBUTES, binary
 from models.db import create_engine, session_factory
 from models.workspaces import MasterKeyRepository, WorkspaceRepository
-from activities.sandbox import SandboxLimits
-from activities.sandbox_process import SandboxProcess
 from settings import Settings
 from web import create_app
 from worker import build_worker, ensure_schedules

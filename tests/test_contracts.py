@@ -136,7 +136,7 @@ async def test_enforcement_mode_by_undeclared_fields_policy(client, workspace, s
     assert statuses == [200 if ok else 422 for ok in stored_expected]
     events = await stored_names(client, workspace)
     stored = sorted(e["properties"]["order_id"] for e in events)
-    assert stored == sorted(p["order_id"] for p, ok in zip((GOOD, BAD, EXTRA), stored_expected) if ok)
+    assert stored == sorted(p["order_id"] for p, ok in zip((GOOD, BAD, EXTRA), stored_expected, strict=True) if ok)
     if extra_as is not None:  # the third event, stored as sent or stripped
         [extra] = [e for e in events if e["properties"]["order_id"] == EXTRA["order_id"]] or [None]
         assert extra is not None and extra["properties"] == extra_as

@@ -55,7 +55,7 @@ def stop(process: subprocess.Popen, lines: list[str]) -> None:
     process.send_signal(signal.SIGTERM)
     process.wait(timeout=60)
     assert process.returncode == 0, "\n".join(lines)
-    gone, alive = psutil.wait_procs(children, timeout=10)
+    _, alive = psutil.wait_procs(children, timeout=10)
     assert not alive, [p.info if hasattr(p, "info") else p for p in alive]
 
 

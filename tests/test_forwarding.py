@@ -23,9 +23,9 @@ from temporalio.client import WorkflowExecutionStatus
 
 from activities.forwarding import ForwardingActivities
 from activities.transformations import Transformer
+from models.forwarding import ForwardingRule
 from tests.conftest import ApiProcess, WorkspaceKey, make_workspace
 from tests.sinks import Reply, Sink
-from models.forwarding import ForwardingRule
 from workflows.forwarding import ForwardingWorkflow, workflow_id
 from workflows.params import ForwardingInput
 

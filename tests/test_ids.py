@@ -36,7 +36,7 @@ def test_ids_stay_exact_across_a_carry_into_the_cached_high_bits(monkeypatch):
     ulids._random = (1 << 20) - 2  # the next increments carry out of the low 20 bits
     ids = [ulids.new() for _ in range(3)]
     assert ids == sorted(ids) and len(set(ids)) == 3
-    for event_id, random in zip(ids, range((1 << 20) - 1, (1 << 20) + 2)):
+    for event_id, random in zip(ids, range((1 << 20) - 1, (1 << 20) + 2), strict=True):
         assert bytes(ULID.from_str(event_id))[6:] == random.to_bytes(10, "big")
 
 

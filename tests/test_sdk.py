@@ -8,6 +8,7 @@ import json
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import ClassVar
 
 import headwater
 import httpx
@@ -61,11 +62,12 @@ async def test_the_walk(api_processes):
 class FlakyIngest(BaseHTTPRequestHandler):
     """Answers 503, then 429 with Retry-After: 1, then 200; records what it was sent."""
 
-    script = [(503, {}), (429, {"Retry-After": "1"})]
-    received: list[dict] = []
-    times: list[float] = []
+    # one handler object per request: what they share lives on the class
+    script: ClassVar[list[tuple[int, dict]]] = [(503, {}), (429, {"Retry-After": "1"})]
+    received: ClassVar[list[dict]] = []
+    times: ClassVar[list[float]] = []
 
-    def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+    def do_POST(self) -> None:
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         FlakyIngest.times.append(time.monotonic())
         status, headers = FlakyIngest.script.pop(0) if FlakyIngest.script else (200, {})

@@ -10,6 +10,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select
 from temporalio.client import WorkflowExecutionStatus
+from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
 from devstack.temporal import binary
@@ -66,7 +67,7 @@ async def test_claim_ends_the_expiry_timer(client, temporal_env, token, client_i
         try:
             if (await handle.describe()).status == WorkflowExecutionStatus.RUNNING:
                 break
-        except Exception:
+        except RPCError:  # not started yet
             pass
         await asyncio.sleep(0.1)
     assert (await claim(client, token, workspace)).status_code == 200

@@ -234,7 +234,7 @@ async def test_requests_per_minute_per_ip(client, client_ip):
 
 
 async def test_events_per_day_per_stream(client, token, client_ip):
-    for chunk in range(2):
+    for _ in range(2):
         response = await post(client, token, {"events": [audit() for _ in range(45)]}, client_ip)
         assert response.status_code == 200
     # 90 stored; a batch of 20 would cross 100 and is refused whole, saying how many fit.

@@ -14,8 +14,8 @@ from activities.sandbox import SandboxLimits
 from activities.sandbox_process import SandboxProcess
 from models.db import create_engine, session_factory
 from settings import Settings, get_settings
-from web.errors import register_error_handlers
 from web.contracts import ContractBook
+from web.errors import register_error_handlers
 from web.group_commit import GroupCommitter
 from web.ingest import WriteKeyCache
 from web.ingest_lane import IngestLane

@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import uuid
 
+import orjson
 from pydantic import BaseModel, ConfigDict, Field
 from quart import Blueprint, Response
 from quart_schema import document_querystring, document_response
-
-import orjson
 
 from models.events import EventFilters, EventRepository, decode_cursor
 from models.volume import VolumeRepository

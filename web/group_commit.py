@@ -131,7 +131,7 @@ class GroupCommitter:
                 conn = await asyncpg.connect(self.dsn, timeout=CONNECT_TIMEOUT_SECONDS)
             duplicates = await commit_events(conn, events, touch_sources=self._sources_to_touch(events),
                                              violations=violations)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 — any failure fails the group's requests (503), never the lane
             log.error("group commit of %d events (%d requests) failed: %s", len(events), len(group), exc)
             if conn is not None:
                 conn.terminate()

@@ -72,7 +72,7 @@ class IngestLane:
             return None, {}, {}
         except APIError as error:
             return error.status, error_payload(error), error.headers
-        except Exception as error:  # never a traceback to the client
+        except Exception as error:  # noqa: BLE001 — never a traceback to the client
             error = failure(error)
             return error.status, error_payload(error), error.headers
 

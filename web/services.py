@@ -57,7 +57,7 @@ class TemporalGateway:
         try:
             client = await self.client(timeout)
             return await asyncio.wait_for(client.service_client.check_health(), timeout)
-        except Exception:
+        except Exception:  # noqa: BLE001 — whatever the reason, Temporal is not healthy
             return False
 
 

@@ -76,7 +76,7 @@ class ClaimOut(BaseModel):
     request_id: str
 
 
-_UUID4 = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$", re.I)
+_UUID4 = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$", re.IGNORECASE)
 
 
 def parse_claim_token(value: Any) -> uuid.UUID:
@@ -205,7 +205,7 @@ async def start_expiry_workflow(svc: Services, token: str, expires_at: str) -> N
         )
     except WorkflowAlreadyStartedError:
         pass
-    except (TemporalUnavailable, RPCError, asyncio.TimeoutError) as exc:
+    except (TimeoutError, TemporalUnavailable, RPCError) as exc:
         log.warning("could not start expiry workflow for stream %s (%s); the hourly sweep will expire it",
                     token, exc)
 
@@ -265,7 +265,7 @@ async def claim() -> Response:
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
         )
         result = await asyncio.wait_for(handle.result(), CLAIM_WAIT_SECONDS)
-    except (TemporalUnavailable, RPCError, asyncio.TimeoutError, WorkflowFailureError) as exc:
+    except (TimeoutError, TemporalUnavailable, RPCError, WorkflowFailureError) as exc:
         log.warning("claim of stream %s could not complete: %s", token, exc)
         raise APIError(503, "claim_unavailable", "The claim could not be completed right now; retry shortly. "
                        "Claiming is safe to repeat.", headers={"Retry-After": "5"}) from None

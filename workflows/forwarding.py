@@ -10,7 +10,6 @@ the history small.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from datetime import timedelta
 
@@ -35,7 +34,7 @@ async def wait(condition: Callable[[], bool], seconds: float) -> None:
     """Until `condition` holds or `seconds` pass, whichever comes first."""
     try:
         await workflow.wait_condition(condition, timeout=timedelta(seconds=seconds))
-    except asyncio.TimeoutError:
+    except TimeoutError:
         pass
 
 

@@ -3,7 +3,6 @@ then its events are deleted, unless a claim signals first."""
 
 from __future__ import annotations
 
-import asyncio
 from datetime import datetime, timedelta
 
 from temporalio import workflow
@@ -34,7 +33,7 @@ class StreamExpiryWorkflow:
             await workflow.wait_condition(lambda: self._claimed, timeout=delay)
             workflow.logger.info("stream %s claimed; expiry cancelled", params.token)
             return StreamExpiryResult(outcome="claimed")
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass
         result = await workflow.execute_activity_method(
             StreamActivities.expire_stream,

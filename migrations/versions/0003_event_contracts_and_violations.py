@@ -5,8 +5,8 @@ Revises: 0002
 Create Date: 2026-11-22 22:52:28.544622
 """
 
-from alembic import op
 import sqlalchemy as sa
+from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision = '0003'

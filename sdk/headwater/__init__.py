@@ -22,7 +22,7 @@ import threading
 import time
 import uuid
 from collections import deque
-from typing import Any
+from typing import Any, Self
 
 import httpx
 
@@ -129,7 +129,7 @@ class Stream:
         response.raise_for_status()
         return response.json()
 
-    def __enter__(self) -> Stream:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

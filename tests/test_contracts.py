@@ -330,6 +330,31 @@ async def test_a_batch_records_the_violations_of_its_new_events_not_of_its_dupli
     assert (await response.get_json())["violation_count"] == 3
 
 
+async def test_more_violations_than_a_batch_holds_are_all_kept_in_order(client, workspace, source):
+    from models.contracts import MAX_BATCH_VIOLATIONS
+
+    contract = await create(client, workspace, enforcement_mode="warn", undeclared_fields="warn")
+    per_event = 12
+    events = MAX_BATCH_VIOLATIONS // per_event + 1  # one request, one group: more than one batch
+    batch = [{"type": "track", "event": "purchase_completed", "userId": "u",
+              "properties": {**GOOD, **{f"x{k:02}": k for k in range(per_event)}}} for _ in range(events)]
+    answer = await (await client.post("/v1/batch", json={"batch": batch},
+                                      headers={"X-Write-Key": source["key"]})).get_json()
+    assert answer["accepted"] == events
+    found, cursor = [], ""
+    while cursor is not None:
+        page = await (await client.get(workspace.url(f"/event-contracts/{contract['id']}/violations?limit=1000"
+                                                     + (f"&cursor={cursor}" if cursor else "")),
+                                       headers=workspace.headers)).get_json()
+        found, cursor = found + page["data"], page["next_cursor"]
+    assert len(found) == events * per_event > MAX_BATCH_VIOLATIONS
+    # newest first: the last event's last undeclared field first, the first event's first last
+    expected = [(event_id, f"/properties/x{k:02}") for event_id in reversed(answer["ids"])
+                for k in reversed(range(per_event))]
+    assert [(v["event_id"], v["path"]) for v in found] == expected
+    assert len({v["id"] for v in found}) == len(found)
+
+
 def test_recorded_violations_become_batches_of_at_most_the_maximum():
     import uuid
 

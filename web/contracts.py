@@ -202,12 +202,18 @@ async def create_contract(workspace_id: uuid.UUID, body: CreateContract) -> Resp
     return json_response(contract_json(contract, 0), 201)
 
 
+async def _get(repository: ContractRepository, workspace_id: uuid.UUID, contract_id: str, *,
+               for_update: bool = False) -> EventContract:
+    contract = await repository.get(workspace_id, parse_uuid(contract_id, contract_not_found()), for_update=for_update)
+    if contract is None:
+        raise contract_not_found()
+    return contract
+
+
 async def _load(workspace_id: uuid.UUID, contract_id: str) -> tuple[EventContract, int]:
     async with services().transaction() as session:
         repository = ContractRepository(session)
-        contract = await repository.get(workspace_id, parse_uuid(contract_id, contract_not_found()))
-        if contract is None:
-            raise contract_not_found()
+        contract = await _get(repository, workspace_id, contract_id)
         counts = await repository.violation_counts([contract.id])
     return contract, counts.get(contract.id, 0)
 
@@ -232,9 +238,7 @@ async def update_contract(workspace_id: uuid.UUID, contract_id: str, body: Updat
     try:
         async with services().transaction() as session:
             repository = ContractRepository(session)
-            contract = await repository.get(workspace_id, parse_uuid(contract_id, contract_not_found()), for_update=True)
-            if contract is None:
-                raise contract_not_found()
+            contract = await _get(repository, workspace_id, contract_id, for_update=True)
             for name, value in changes.items():
                 setattr(contract, name, value)
             check_name_fits_type(contract.event_type, contract.event_name)
@@ -256,9 +260,7 @@ async def delete_contract(workspace_id: uuid.UUID, contract_id: str) -> Response
     """Delete a contract and its violations (archive it to keep them)."""
     async with services().transaction() as session:
         repository = ContractRepository(session)
-        contract = await repository.get(workspace_id, parse_uuid(contract_id, contract_not_found()), for_update=True)
-        if contract is None:
-            raise contract_not_found()
+        contract = await _get(repository, workspace_id, contract_id, for_update=True)
         await repository.delete(contract)
     services().contracts.forget(workspace_id)
     return Response(status=204)

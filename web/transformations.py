@@ -146,13 +146,17 @@ async def check_activation(t: EventTransformation) -> None:
                                              "error": result["error"], "logs": result["logs"]})
 
 
-async def _load(workspace_id: uuid.UUID, transform_id: str) -> EventTransformation:
-    async with services().transaction() as session:
-        t = await TransformationRepository(session).get(workspace_id, parse_uuid(transform_id,
-                                                                                 transformation_not_found()))
+async def _get(repository: TransformationRepository, workspace_id: uuid.UUID, transform_id: str, *,
+               for_update: bool = False) -> EventTransformation:
+    t = await repository.get(workspace_id, parse_uuid(transform_id, transformation_not_found()), for_update=for_update)
     if t is None:
         raise transformation_not_found()
     return t
+
+
+async def _load(workspace_id: uuid.UUID, transform_id: str) -> EventTransformation:
+    async with services().transaction() as session:
+        return await _get(TransformationRepository(session), workspace_id, transform_id)
 
 
 @blueprint.get("")
@@ -200,9 +204,7 @@ async def update_transformation(workspace_id: uuid.UUID, transform_id: str, body
         await check_code(changes["source_code"])
     async with services().transaction() as session:
         repository = TransformationRepository(session)
-        t = await repository.get(workspace_id, parse_uuid(transform_id, transformation_not_found()), for_update=True)
-        if t is None:
-            raise transformation_not_found()
+        t = await _get(repository, workspace_id, transform_id, for_update=True)
         code_changed = "source_code" in changes and changes["source_code"] != t.source_code
         for name, value in changes.items():
             setattr(t, name, value)
@@ -220,9 +222,7 @@ async def update_transformation(workspace_id: uuid.UUID, transform_id: str, body
 async def delete_transformation(workspace_id: uuid.UUID, transform_id: str) -> Response:
     async with services().transaction() as session:
         repository = TransformationRepository(session)
-        t = await repository.get(workspace_id, parse_uuid(transform_id, transformation_not_found()), for_update=True)
-        if t is None:
-            raise transformation_not_found()
+        t = await _get(repository, workspace_id, transform_id, for_update=True)
         if await ForwardingRepository(session).rules_using(transformation_id=t.id):
             raise APIError(409, "transformation_in_use", "Forwarding rules use this transformation; remove it from "
                            "them first.")

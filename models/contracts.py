@@ -12,7 +12,6 @@ them one by one.
 
 from __future__ import annotations
 
-import base64
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -42,7 +41,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, CreatedAt, UUIDPrimaryKey
-from models.paging import cut_page
+from models.paging import cut_page, encode_seq_cursor
 from models.timestamps import iso
 
 ACTIVE, ARCHIVED = "active", "archived"
@@ -213,7 +212,7 @@ class ContractRepository:
             # seq <= first: the primary key's range; then the exact place
             query = query.where(batch.seq <= before[0], tuple_(batch.seq, item.c.n) < before)
         rows = (await self.session.execute(query.order_by(batch.seq.desc(), item.c.n.desc()).limit(limit + 1))).all()
-        page, next_cursor = cut_page(rows, limit, lambda row: encode_violation_cursor(row.seq, row.n))
+        page, next_cursor = cut_page(rows, limit, lambda row: encode_seq_cursor(row.seq, row.n))
         return [{
             "id": f"vio_{row.seq}_{row.n}", **dict(zip(VIOLATION_FIELDS, row.v, strict=True)),
             "contract_id": str(row.contract_id), "event_type": row.event_type, "occurred_at": iso(row.occurred_at),
@@ -238,16 +237,3 @@ def _items() -> Any:
 def _field(item: Any, name: str) -> Any:
     """One field of an unnested violation, as text."""
     return item.c.v.op("->>")(literal(_FIELD[name]))
-
-
-def encode_violation_cursor(seq: int, n: int) -> str:
-    return base64.urlsafe_b64encode(f"v{seq}.{n}".encode()).decode().rstrip("=")
-
-
-def decode_violation_cursor(cursor: str) -> tuple[int, int]:
-    """Raises ValueError for anything that is not a cursor we issued."""
-    value = base64.urlsafe_b64decode((cursor + "=" * (-len(cursor) % 4)).encode()).decode()
-    seq, _, n = value[1:].partition(".")
-    if not value.startswith("v") or not seq.isdigit() or not n.isdigit():
-        raise ValueError("not a violations cursor")
-    return int(seq), int(n)

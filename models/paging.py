@@ -9,16 +9,28 @@ from typing import TypeVar
 Row = TypeVar("Row")
 
 
-def encode_seq_cursor(seq: int) -> str:
-    return base64.urlsafe_b64encode(f"v{seq}".encode()).decode().rstrip("=")
+def encode_seq_cursor(*seqs: int) -> str:
+    """The cursor of a keyset place: one identity, or a pair (a row's, then an item's in it)."""
+    return base64.urlsafe_b64encode(("v" + ".".join(map(str, seqs))).encode()).decode().rstrip("=")
 
 
 def decode_seq_cursor(cursor: str) -> int:
     """Raises ValueError for anything that is not a cursor we issued."""
+    return _decoded(cursor, 1)[0]
+
+
+def decode_seq_pair_cursor(cursor: str) -> tuple[int, int]:
+    """Raises ValueError for anything that is not a cursor we issued."""
+    first, second = _decoded(cursor, 2)
+    return first, second
+
+
+def _decoded(cursor: str, count: int) -> list[int]:
     value = base64.urlsafe_b64decode((cursor + "=" * (-len(cursor) % 4)).encode()).decode()
-    if not value.startswith("v") or not value[1:].isdigit():
+    parts = value[1:].split(".")
+    if not value.startswith("v") or len(parts) != count or not all(part.isdigit() for part in parts):
         raise ValueError("not a cursor")
-    return int(value[1:])
+    return [int(part) for part in parts]
 
 
 def cut_page(rows: Sequence[Row], limit: int, cursor_of: Callable[[Row], str]) -> tuple[list[Row], str | None]:

@@ -24,8 +24,8 @@ from models.contracts import (
     EventContract,
     RecordedViolations,
     ViolationFilters,
-    decode_violation_cursor,
 )
+from models.paging import decode_seq_pair_cursor
 from models.timestamps import iso
 from web.auth import master_key_for_workspace, parse_uuid
 from web.cache import RefreshingCache
@@ -274,14 +274,14 @@ async def list_violations(workspace_id: uuid.UUID, contract_id: str) -> Response
     """Newest first, keyset-paginated; `?group_by=path,kind` returns counts instead:
     `{"data": [{"path", "kind", "count"}]}`."""
     query: ViolationQuery = parse_query(ViolationQuery)
-    contract, _ = await _load(workspace_id, contract_id)
     filters = ViolationFilters(since=query.since, kind=query.kind, path=query.path)
     async with services().transaction() as session:
         repository = ContractRepository(session)
+        contract = await _get(repository, workspace_id, contract_id)
         if query.group_by:
             groups = await repository.violation_groups(contract.id, filters, [p.strip() for p in query.group_by.split(",")])
             return json_response({"data": groups, "next_cursor": None})
-        before = decoded_cursor(query.cursor, decode_violation_cursor)
+        before = decoded_cursor(query.cursor, decode_seq_pair_cursor)
         page, next_cursor = await repository.violations(contract.id, filters, limit=query.limit, before=before)
     return json_response({"data": page, "next_cursor": next_cursor})
 

@@ -15,23 +15,6 @@ from models.transformations import EventTransformation, TransformationVersion
 from models.volume import EventVolumeHourly
 from models.workspaces import MasterKey, Workspace
 
-__all__ = [
-           "Base",
-           "ContractViolationBatch",
-           "DeadLetter",
-           "DeliveryAttempt",
-           "Destination",
-           "Event",
-           "EventContract",
-           "EventSource",
-           "EventTransformation",
-           "EventVolumeHourly",
-           "ForwardingRetry",
-           "ForwardingRule",
-           "MasterKey",
-           "RateLimitCounter",
-           "Stream",
-           "StreamEvent",
-           "TransformationVersion",
-           "Workspace",
-]
+__all__ = ["Base", "ContractViolationBatch", "DeadLetter", "DeliveryAttempt", "Destination", "Event", "EventContract",
+           "EventSource", "EventTransformation", "EventVolumeHourly", "ForwardingRetry", "ForwardingRule", "MasterKey",
+           "RateLimitCounter", "Stream", "StreamEvent", "TransformationVersion", "Workspace"]

@@ -47,6 +47,18 @@ async def violations(client, workspace, contract, query="") -> list[dict]:
     return (await response.get_json())["data"]
 
 
+async def every_violation(client, workspace, contract, *, limit: int) -> list[dict]:
+    """All of a contract's violations, newest first, page by page (`limit` a page)."""
+    found, cursor = [], None
+    while True:
+        query = f"/event-contracts/{contract['id']}/violations?limit={limit}" + (f"&cursor={cursor}" if cursor else "")
+        page = await (await client.get(workspace.url(query), headers=workspace.headers)).get_json()
+        found += page["data"]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            return found
+
+
 async def stored_names(client, workspace) -> list[dict]:
     body = await (await client.get(workspace.url("/events?limit=1000"), headers=workspace.headers)).get_json()
     return body["data"]
@@ -267,14 +279,7 @@ async def test_violation_paging_filters_and_grouping(client, workspace, source):
                                       headers={"X-Write-Key": source["key"]})).get_json()
     assert answer["accepted"] == 35
     assert (await track(client, source, BAD)).status_code == 200  # a second group commit: a second batch
-    seen, cursor = [], None
-    while True:
-        query = f"/event-contracts/{contract['id']}/violations?limit=7" + (f"&cursor={cursor}" if cursor else "")
-        page = await (await client.get(workspace.url(query), headers=workspace.headers)).get_json()
-        seen += page["data"]
-        cursor = page["next_cursor"]
-        if cursor is None:
-            break
+    seen = await every_violation(client, workspace, contract, limit=7)
     assert len(seen) == 30 + 30 + 10 + 1 and len({v["id"] for v in seen}) == len(seen)
     # newest first: across batches, and within one (event ids are in arrival order)
     assert [v["occurred_at"] for v in seen] == sorted((v["occurred_at"] for v in seen), reverse=True)
@@ -341,12 +346,7 @@ async def test_more_violations_than_a_batch_holds_are_all_kept_in_order(client, 
     answer = await (await client.post("/v1/batch", json={"batch": batch},
                                       headers={"X-Write-Key": source["key"]})).get_json()
     assert answer["accepted"] == events
-    found, cursor = [], ""
-    while cursor is not None:
-        page = await (await client.get(workspace.url(f"/event-contracts/{contract['id']}/violations?limit=1000"
-                                                     + (f"&cursor={cursor}" if cursor else "")),
-                                       headers=workspace.headers)).get_json()
-        found, cursor = found + page["data"], page["next_cursor"]
+    found = await every_violation(client, workspace, contract, limit=1000)
     assert len(found) == events * per_event > MAX_BATCH_VIOLATIONS
     # newest first: the last event's last undeclared field first, the first event's first last
     expected = [(event_id, f"/properties/x{k:02}") for event_id in reversed(answer["ids"])

@@ -3,6 +3,7 @@ or the worker."""
 
 from __future__ import annotations
 
+import orjson
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -20,6 +21,10 @@ def create_engine(settings: Settings, *, pool_size: int | None = None) -> AsyncE
         max_overflow=settings.db_pool_size,
         pool_pre_ping=True,
         pool_recycle=1800,
+        # orjson reads an integer too long for 64 bits as a double where Python's json reads a
+        # big int that no response can then serialise: one such stored value (from before the
+        # door refused them, or a large double that jsonb writes out in full) must not break reads.
+        json_deserializer=orjson.loads,
     )
 
 

@@ -35,7 +35,14 @@ from web.clientip import client_ip
 from web.contracts import enforce, public_violations
 from web.errors import APIError
 from web.group_commit import CommitFailed
-from web.jsonio import find_nul, is_json_mimetype, parse_json_bytes
+from web.jsonio import (
+    exact_numbers,
+    find_nul,
+    find_out_of_range,
+    is_json_mimetype,
+    number_out_of_range,
+    parse_json_bytes,
+)
 from web.responses import json_response
 from web.services import Services, services
 
@@ -58,6 +65,15 @@ class WireRequest:
     @property
     def mimetype(self) -> str:
         return self.headers.get("content-type", "").partition(";")[0].strip().lower()
+
+
+@dataclass(frozen=True, slots=True)
+class Body:
+    """A parsed ingest body, with what the cheap scans of its bytes found out."""
+
+    data: dict[str, Any]
+    may_hold_nul: bool
+    exact: Any  # the body with integers kept exact, when it may hold one out of range (web.jsonio)
 
 
 @dataclass(frozen=True)
@@ -110,12 +126,13 @@ class BatchOut(BaseModel):
     request_id: str
 
 
-def parse_body(wire: WireRequest) -> tuple[dict[str, Any], bool]:
+def parse_body(wire: WireRequest) -> Body:
     """The JSON object of an ingest request: plain or gzip/deflate-encoded, at most 500 KB
     decoded. analytics.js beacons send text/plain, so that is accepted too.
 
     Also says whether the body may hold a NUL character: in valid JSON it can only be
-    written as the escape `\\u0000`, so when those bytes are absent no event needs the walk."""
+    written as the escape `\\u0000`, so when those bytes are absent no event needs the walk;
+    likewise for integers out of range (`web.jsonio.exact_numbers`)."""
     mimetype = wire.mimetype
     if mimetype and not (is_json_mimetype(mimetype) or mimetype == "text/plain"):
         raise APIError(415, "unsupported_media_type", "Send JSON (Content-Type: application/json).")
@@ -134,7 +151,7 @@ def parse_body(wire: WireRequest) -> tuple[dict[str, Any], bool]:
     data = parse_json_bytes(raw)
     if not isinstance(data, dict):
         raise APIError(400, "body_not_object", "The body must be a JSON object.")
-    return data, b"\\u0000" in raw
+    return Body(data, b"\\u0000" in raw, exact_numbers(raw))
 
 
 def write_key_from(wire: WireRequest, data: dict[str, Any]) -> str | None:
@@ -200,10 +217,14 @@ async def committed(stored: asyncio.Future) -> dict[str, str]:
 
 async def ingest_single(svc: Services, wire: WireRequest, event_type: str | None) -> dict[str, Any]:
     """One event (`/v1/track` …, or `/v1/events` with the type in the body)."""
-    data, may_hold_nul = parse_body(wire)
+    body = parse_body(wire)
+    data = body.data
     source = await authenticate(svc, wire, data)
-    if may_hold_nul and find_nul(data) is not None:
+    if body.may_hold_nul and find_nul(data) is not None:
         raise APIError(400, "invalid_string", "Strings must not contain the NUL character (\\u0000).")
+    out_of_range = find_out_of_range(body.exact)
+    if out_of_range is not None:
+        raise number_out_of_range(out_of_range)
     event_id = new_event_id()
     book = await svc.contracts.for_workspace(svc, source.workspace_id)
     try:
@@ -224,7 +245,8 @@ async def ingest_single(svc: Services, wire: WireRequest, event_type: str | None
 
 async def ingest_batch(svc: Services, wire: WireRequest) -> dict[str, Any]:
     """`{"batch": [...]}`: valid events are stored even when others are rejected."""
-    data, may_hold_nul = parse_body(wire)
+    body = parse_body(wire)
+    data, may_hold_nul = body.data, body.may_hold_nul
     source = await authenticate(svc, wire, data)
     items = data.get("batch")
     if not isinstance(items, list):
@@ -234,6 +256,11 @@ async def ingest_batch(svc: Services, wire: WireRequest) -> dict[str, Any]:
     envelope = {k: data[k] for k in ("context", "integrations", "sentAt", "sent_at") if k in data}
     if may_hold_nul and find_nul(envelope) is not None:
         raise APIError(400, "invalid_string", "Strings must not contain the NUL character (\\u0000).")
+    exact = body.exact if isinstance(body.exact, dict) else {}
+    out_of_range = find_out_of_range({k: exact[k] for k in envelope if k in exact})
+    if out_of_range is not None:
+        raise number_out_of_range(out_of_range)
+    exact_items = exact.get("batch") or []
     arrival = Arrival(source.workspace_id, source.id, utcnow(), wire.client_ip, envelope)
     book = await svc.contracts.for_workspace(svc, source.workspace_id)
     events, rejected, recorded = [], [], RecordedViolations()
@@ -243,6 +270,9 @@ async def ingest_batch(svc: Services, wire: WireRequest) -> dict[str, Any]:
             try:
                 if may_hold_nul and find_nul(item) is not None:
                     raise EventRejected("invalid_string", "strings must not contain the NUL character")
+                if exact_items and (field := find_out_of_range(exact_items[index])) is not None:
+                    raise EventRejected("number_out_of_range", f"{field}: integers must lie between -2^63 and "
+                                        "2^64-1", field)
                 event = normalize(item, event_type=None, event_id=ids[index], arrival=arrival)
             except EventRejected as exc:
                 message = (f"{exc.field}: {exc.message}" if exc.field and not exc.message.startswith(exc.field)

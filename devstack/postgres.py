@@ -82,7 +82,9 @@ class EmbeddedPostgres:
     def url(self, database: str = "postgres") -> str:
         return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
 
-    def start(self, timeout: float = 60.0) -> None:
+    def start(self, timeout: float = 60.0, *, until_queries: bool = True) -> None:
+        """Start the server and wait until it answers queries (or, `until_queries=False`, only
+        until it listens: a standby that refuses connections is started so)."""
         self.pgdata.mkdir(parents=True, exist_ok=True)
         user = _prepare_for_system_user(self.pgdata)
         if not (self.pgdata / "PG_VERSION").exists():
@@ -105,6 +107,8 @@ class EmbeddedPostgres:
                 start_new_session=True,
             )
         wait_for_port("127.0.0.1", self.port, timeout, self.process, what="Postgres")
+        if not until_queries:
+            return
         deadline = time.monotonic() + timeout
         while not _accepts_queries(self.url()):
             if time.monotonic() > deadline or self.process.poll() is not None:

@@ -8,7 +8,9 @@ from typing import Any
 
 from quart import Quart, Response
 from quart_schema import RequestSchemaValidationError
-from sqlalchemy.exc import InterfaceError, OperationalError
+import asyncpg
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException
 
 from web.responses import json_response
@@ -75,21 +77,33 @@ def register_error_handlers(app: Quart) -> None:
             headers["Allow"] = ", ".join(error.valid_methods)
         return error_response(APIError(status, code, message, headers=headers))
 
-    @app.errorhandler(OperationalError)
-    @app.errorhandler(InterfaceError)
-    @app.errorhandler(OSError)
     @app.errorhandler(Exception)
     async def unexpected(error: Exception) -> Response:
         return error_response(failure(error))
 
 
-STORAGE_ERRORS = (OperationalError, InterfaceError, OSError)
+STORAGE_ERRORS = (OperationalError, InterfaceError, OSError, PoolTimeout, asyncpg.InterfaceError)
+# SQLSTATE classes that say the server cannot serve now, not that the statement was wrong:
+# 08 connection exception; 57P operator intervention (shutting down, "the database system is
+# starting up", "not yet accepting connections"); 53 insufficient resources (too many
+# connections, disk full). asyncpg raises them as plain PostgresErrors, and SQLAlchemy wraps
+# those as a bare DBAPIError, so the class is read from the SQLSTATE.
+UNAVAILABLE_SQLSTATES = ("08", "57P", "53")
+
+
+def storage_unavailable(error: BaseException) -> bool:
+    if isinstance(error, STORAGE_ERRORS):
+        return True
+    if isinstance(error, DBAPIError):
+        error = error.orig or error
+    sqlstate = getattr(error, "sqlstate", None)
+    return isinstance(sqlstate, str) and sqlstate.startswith(UNAVAILABLE_SQLSTATES)
 
 
 def failure(error: Exception) -> APIError:
     """What an exception nobody turned into an APIError answers: 503 when the database is not
     answering (nothing was stored; retry), otherwise a logged 500 that shows no internals."""
-    if isinstance(error, STORAGE_ERRORS):
+    if storage_unavailable(error):
         log.error("storage unavailable: %s", error)
         return APIError(503, "storage_unavailable", "The database is not answering; nothing was stored. "
                         "Retry shortly.", headers={"Retry-After": "1"})

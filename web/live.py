@@ -254,7 +254,8 @@ async def live_events(workspace_id: str) -> Response:
     try:
         await svc.live.subscribe(client)
     except (asyncpg.PostgresError, OSError):
-        raise APIError(503, "storage_unavailable", "The event store is unavailable; try again shortly.") from None
+        raise APIError(503, "storage_unavailable", "The event store is unavailable; try again shortly.",
+                       headers={"Retry-After": "1"}) from None
 
     async def stream():
         try:

@@ -3,7 +3,6 @@ refuses connections as one does while it starts up or recovers (SQLSTATE 57P03).
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 
 import asyncpg

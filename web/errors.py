@@ -6,9 +6,9 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import asyncpg
 from quart import Quart, Response
 from quart_schema import RequestSchemaValidationError
-import asyncpg
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException

@@ -9,6 +9,7 @@ from datetime import timedelta
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 
+from models.idempotency import IdempotencyRepository
 from models.rate_limits import prune
 from models.streams import StreamRepository
 from workflows.params import (
@@ -46,7 +47,9 @@ async def sweep_expired_streams(
     async with sessions() as session, session.begin():
         expired = await StreamRepository(session).sweep_expired(params.batch_size)
         pruned = await prune(session, COUNTER_RETENTION)
-    return StreamCleanupResult(streams_expired=expired, counters_pruned=pruned)
+        # The hourly housekeeping also forgets management calls' idempotency keys past 24 h.
+        keys = await IdempotencyRepository(session).purge_expired()
+    return StreamCleanupResult(streams_expired=expired, counters_pruned=pruned, idempotency_keys_pruned=keys)
 
 
 class StreamActivities:

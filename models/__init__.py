@@ -8,6 +8,7 @@ from models.base import Base
 from models.contracts import ContractViolationBatch, EventContract
 from models.events import Event
 from models.forwarding import DeadLetter, DeliveryAttempt, Destination, ForwardingRetry, ForwardingRule
+from models.idempotency import IdempotencyKey
 from models.rate_limits import RateLimitCounter
 from models.sources import EventSource
 from models.streams import Stream, StreamEvent
@@ -16,5 +17,5 @@ from models.volume import EventVolumeHourly
 from models.workspaces import MasterKey, Workspace
 
 __all__ = ["Base", "ContractViolationBatch", "DeadLetter", "DeliveryAttempt", "Destination", "Event", "EventContract",
-           "EventSource", "EventTransformation", "EventVolumeHourly", "ForwardingRetry", "ForwardingRule", "MasterKey",
-           "RateLimitCounter", "Stream", "StreamEvent", "TransformationVersion", "Workspace"]
+           "EventSource", "EventTransformation", "EventVolumeHourly", "ForwardingRetry", "ForwardingRule",
+           "IdempotencyKey", "MasterKey", "RateLimitCounter", "Stream", "StreamEvent", "TransformationVersion", "Workspace"]

@@ -17,6 +17,7 @@ from settings import Settings, get_settings
 from web.contracts import ContractBook
 from web.errors import register_error_handlers
 from web.group_commit import GroupCommitter
+from web.idempotency import register_idempotency
 from web.ingest import WriteKeyCache
 from web.ingest_lane import IngestLane
 from web.live import LiveHub
@@ -81,6 +82,7 @@ def create_app(settings: Settings | None = None) -> Quart:
         return response
 
     register_error_handlers(app)
+    register_idempotency(app)
 
     from web import (
         contracts,

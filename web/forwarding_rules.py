@@ -2,21 +2,25 @@
 live stats, replay, dead letters and their redrive, recent delivery attempts.
 
 Each enabled rule has one long-lived workflow, `forward-{rule_id}` (workflows/forwarding.py):
-creating or enabling a rule starts it, disabling or deleting ends it. If Temporal is away at
-that moment the rule is still saved; the worker's reconciler starts it within a minute.
+creating or enabling a rule starts it, disabling or deleting ends it. If Temporal does not
+answer within `CONTROL_BUDGET_SECONDS` the rule is still saved and the answer says
+`"workflow": "pending"`; the worker's reconciler starts it within a minute.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import uuid
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
-from quart import Blueprint, Response
+from quart import Blueprint, Response, request
 from quart_schema import document_querystring, document_response
 from sqlalchemy.ext.asyncio import AsyncSession
+from temporalio.common import WorkflowIDConflictPolicy
 
 from models.forwarding import DeadLetter, DeliveryAttempt, ForwardingRepository, ForwardingRule
 from models.paging import decode_seq_cursor
@@ -83,6 +87,9 @@ class RuleOut(BaseModel):
     stats: RuleStatsOut
     created_at: str
     updated_at: str
+    # In the answers of create and of an update that sets `enabled`: running, stopped, or
+    # pending (Temporal did not answer in time; the reconciler catches up within a minute).
+    workflow: Literal["running", "stopped", "pending"] | None = None
 
 
 class ReplayRequest(BaseModel):
@@ -139,24 +146,28 @@ async def check_references(session: AsyncSession, workspace_id: uuid.UUID, desti
                                                 else f"status is {transformation.status}"}])
 
 
-async def _temporal(svc: Services):
+class WorkflowState(StrEnum):
+    """What a create or update did to the rule's workflow, as its answer says."""
+
+    RUNNING = "running"  # started, or was already running
+    STOPPED = "stopped"  # asked to end after its batch in flight
+    PENDING = "pending"  # Temporal did not answer in time: the worker's reconciler starts it (or
+    #                      a disabled rule's workflow ends itself at its next batch)
+
+
+async def run_or_stop(svc: Services, rule: ForwardingRule) -> WorkflowState:
+    """Start or stop the rule's workflow to match `enabled`, waiting for Temporal at most
+    `CONTROL_BUDGET_SECONDS`: the rule is saved either way, and what happened is said."""
     try:
-        return await svc.temporal.client()
-    except TemporalUnavailable:
-        return None
-
-
-async def run_or_stop(svc: Services, rule: ForwardingRule) -> None:
-    """Start or stop the rule's workflow to match `enabled`; if Temporal is away, the worker's
-    reconciler catches up (stopping happens anyway: a disabled rule's next batch ends it)."""
-    client = await _temporal(svc)
-    if client is None:
-        log.warning("Temporal unavailable: rule %s saved; its workflow follows when Temporal is back", rule.id)
-        return
-    if rule.enabled:
-        await start_forwarding(client, svc.settings, rule.id, rule.workspace_id)
-    else:
-        await stop_forwarding(client, rule.id)
+        if rule.enabled:
+            await svc.temporal.run(lambda client: start_forwarding(client, svc.settings, rule.id, rule.workspace_id))
+            return WorkflowState.RUNNING
+        await svc.temporal.run(lambda client: stop_forwarding(client, rule.id))
+        return WorkflowState.STOPPED
+    except TemporalUnavailable as exc:
+        log.warning("Temporal unavailable (%s): rule %s saved; its workflow follows when Temporal is back", exc,
+                    rule.id)
+        return WorkflowState.PENDING
 
 
 async def _get(session: AsyncSession, workspace_id: uuid.UUID, rule_id: str, *, for_update: bool = False) -> ForwardingRule:
@@ -190,7 +201,7 @@ async def create_rule(workspace_id: uuid.UUID, body: CreateRule) -> Response:
             id=uuid.uuid4(), workspace_id=workspace_id, cursor_xid=await repository.horizon(), cursor_id="",
             head_attempts=0, delivered=0, dead_lettered=0, **body.model_dump()))
         out = await rule_json(repository, rule)
-    await run_or_stop(svc, rule)
+    out["workflow"] = await run_or_stop(svc, rule)
     return json_response(out, 201)
 
 
@@ -221,7 +232,7 @@ async def update_rule(workspace_id: uuid.UUID, rule_id: str, body: UpdateRule) -
         await session.flush()
         out = await rule_json(ForwardingRepository(session), rule)
     if "enabled" in changes:
-        await run_or_stop(svc, rule)
+        out["workflow"] = await run_or_stop(svc, rule)
     return json_response(out)
 
 
@@ -233,17 +244,29 @@ async def delete_rule(workspace_id: uuid.UUID, rule_id: str) -> Response:
     async with svc.transaction() as session:
         rule = await _get(session, workspace_id, rule_id, for_update=True)
         await ForwardingRepository(session).delete_rule(rule)
-    client = await _temporal(svc)
-    if client is not None:
-        await stop_forwarding(client, rule.id)
+    try:
+        await svc.temporal.run(lambda client: stop_forwarding(client, rule.id))
+    except TemporalUnavailable:
+        pass  # the workflow finds its rule gone at its next batch and ends
     return Response(status=204)
 
 
+def request_workflow_id(kind: str, rule: ForwardingRule, body: BaseModel) -> str:
+    """`{kind}-{rule id}-{digest}`, the digest of the request (its Idempotency-Key if it has
+    one, else its body): a retried POST joins the workflow the first one started."""
+    key = request.headers.get("Idempotency-Key") or body.model_dump_json()
+    return f"{kind}-{rule.id}-{hashlib.sha256(key.encode()).hexdigest()[:16]}"
+
+
 async def _start(svc: Services, workflow_run: Any, params: Any, workflow_id: str) -> None:
-    client = await _temporal(svc)
-    if client is None:
-        raise APIError(503, "temporal_unavailable", "The workflow service is unavailable; try again shortly.")
-    await client.start_workflow(workflow_run, params, id=workflow_id, task_queue=svc.settings.task_queue)
+    """Start (or join, if it runs) `workflow_id`; nothing is saved otherwise, so Temporal away is a 503."""
+    try:
+        await svc.temporal.run(lambda client: client.start_workflow(
+            workflow_run, params, id=workflow_id, task_queue=svc.settings.task_queue,
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING))
+    except TemporalUnavailable:
+        raise APIError(503, "temporal_unavailable", "The workflow service is unavailable; nothing was started. "
+                       "Try again shortly.", headers={"Retry-After": "5"}) from None
 
 
 @blueprint.post("/<rule_id>/replay")
@@ -255,7 +278,7 @@ async def replay(workspace_id: uuid.UUID, rule_id: str, body: ReplayRequest) -> 
     svc = services()
     async with svc.transaction() as session:
         rule = await _get(session, workspace_id, rule_id)
-    workflow_id = f"replay-{rule.id}-{uuid.uuid4().hex[:12]}"
+    workflow_id = request_workflow_id("replay", rule, body)
     await _start(svc, ReplayWorkflow.run, ReplayInput(rule_id=str(rule.id), since=body.since.isoformat(),
                                                       upper_xid=rule.cursor_xid, upper_id=rule.cursor_id), workflow_id)
     return json_response({"workflow_id": workflow_id, "since": iso(body.since)}, 202)
@@ -289,7 +312,7 @@ async def redrive(workspace_id: uuid.UUID, rule_id: str, body: RedriveRequest) -
     svc = services()
     async with svc.transaction() as session:
         rule = await _get(session, workspace_id, rule_id)
-    workflow_id = f"redrive-{rule.id}-{uuid.uuid4().hex[:12]}"
+    workflow_id = request_workflow_id("redrive", rule, body)
     await _start(svc, RedriveWorkflow.run, RedriveInput(rule_id=str(rule.id), event_ids=body.ids), workflow_id)
     return json_response({"workflow_id": workflow_id}, 202)
 

@@ -5,14 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from quart import current_app
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from temporalio.client import Client
+from temporalio.service import RPCError
 
 from settings import Settings
 
@@ -24,6 +25,13 @@ if TYPE_CHECKING:
     from web.live import LiveHub
 
 log = logging.getLogger("headwater.web")
+
+T = TypeVar("T")
+
+# A management call that starts, signals or stops a workflow waits at most this long for
+# Temporal (connecting included), so that it answers within 2 s whatever Temporal does: down,
+# refusing, or frozen with its port open.
+CONTROL_BUDGET_SECONDS = 1.5
 
 
 class TemporalUnavailable(Exception):
@@ -52,6 +60,14 @@ class TemporalGateway:
                 except Exception as exc:  # any failure to connect means "unavailable" to callers
                     raise TemporalUnavailable(str(exc) or type(exc).__name__) from exc
         return self._client
+
+    async def run(self, call: Callable[[Client], Awaitable[T]], budget: float = CONTROL_BUDGET_SECONDS) -> T:
+        """`call(client)` done within `budget` seconds, or TemporalUnavailable."""
+        try:
+            async with asyncio.timeout(budget):
+                return await call(await self.client(budget))
+        except (TimeoutError, RPCError) as exc:
+            raise TemporalUnavailable(str(exc) or type(exc).__name__) from exc
 
     async def healthy(self, timeout: float = 2.0) -> bool:
         try:

@@ -254,8 +254,9 @@ async def claim() -> Response:
         return _claim_answer("expired", 0)
 
     try:
-        client = await svc.temporal.client()
-        handle = await client.start_workflow(
+        # Starting waits for Temporal at most CONTROL_BUDGET_SECONDS; once started, the claim
+        # (one transaction) is waited for.
+        handle = await svc.temporal.run(lambda client: client.start_workflow(
             StreamClaimWorkflow.run,
             ClaimStreamInput(token=str(token), workspace_id=str(key.workspace_id)),
             id=claim_workflow_id(str(token)),
@@ -263,7 +264,7 @@ async def claim() -> Response:
             # A claim already running for this token (maybe another workspace's) is joined,
             # not duplicated: its result tells this caller whether it won.
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-        )
+        ))
         result = await asyncio.wait_for(handle.result(), CLAIM_WAIT_SECONDS)
     except (TimeoutError, TemporalUnavailable, RPCError, WorkflowFailureError) as exc:
         log.warning("claim of stream %s could not complete: %s", token, exc)

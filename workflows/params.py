@@ -53,6 +53,7 @@ class StreamCleanupInput:
 class StreamCleanupResult:
     streams_expired: int = 0
     counters_pruned: int = 0
+    idempotency_keys_pruned: int = 0
 
 
 @dataclass

@@ -30,6 +30,7 @@ class StreamCleanupWorkflow:
             )
             total.streams_expired += result.streams_expired
             total.counters_pruned += result.counters_pruned
+            total.idempotency_keys_pruned += result.idempotency_keys_pruned
             if result.streams_expired < params.batch_size:
                 break
         workflow.logger.info("cleanup expired %d streams, pruned %d counters",

@@ -75,6 +75,8 @@ class Settings(BaseSettings):
     retry_base_seconds: float = Field(default=1.0, gt=0)
     retry_max_seconds: float = Field(default=300.0, gt=0)
     forward_idle_seconds: float = Field(default=5.0, gt=0)
+    # The worker touches this file every few seconds while it runs (docker-compose's healthcheck).
+    worker_heartbeat_file: Path | None = None
 
     @field_validator("trusted_proxies", mode="before")
     @classmethod

@@ -7,6 +7,7 @@ import asyncio
 import logging
 import signal
 from datetime import timedelta
+from pathlib import Path
 from typing import Self
 
 import aiohttp
@@ -43,6 +44,7 @@ log = logging.getLogger("headwater.worker")
 WORKFLOWS = [StreamClaimWorkflow, StreamExpiryWorkflow, StreamCleanupWorkflow, ForwardingWorkflow, ReplayWorkflow,
              RedriveWorkflow]
 RECONCILE_SECONDS = 60.0
+HEARTBEAT_SECONDS = 5.0
 
 
 class HeadwaterWorker:
@@ -70,16 +72,19 @@ class HeadwaterWorker:
                         forwarding.forward_batch, forwarding.replay_batch, forwarding.redrive_dead_letters],
             max_concurrent_activities=200,
         )
-        self._reconciler: asyncio.Task | None = None
+        self._tasks: list[asyncio.Task] = []
 
     async def __aenter__(self) -> Self:
         await self.worker.__aenter__()
-        self._reconciler = asyncio.create_task(self._reconcile_forever(), name="forwarding-reconciler")
+        self._tasks = [asyncio.create_task(self._reconcile_forever(), name="forwarding-reconciler")]
+        if self.settings.worker_heartbeat_file is not None:
+            self._tasks.append(asyncio.create_task(self._beat_forever(self.settings.worker_heartbeat_file),
+                                                   name="worker-heartbeat"))
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        if self._reconciler is not None:
-            self._reconciler.cancel()
+        for task in self._tasks:
+            task.cancel()
         await self.worker.__aexit__(*exc)
         await self.waker.close()
         await self.http.close()
@@ -100,6 +105,15 @@ class HeadwaterWorker:
             except Exception as exc:  # noqa: BLE001 — Postgres or Temporal away: try again later
                 log.warning("forwarding reconcile failed: %s", exc)
             await asyncio.sleep(RECONCILE_SECONDS)
+
+
+    async def _beat_forever(self, path: Path) -> None:
+        """Touch `path` while the worker runs: a healthcheck that reads the file's age sees a
+        worker that stopped polling (or hung) as unhealthy."""
+        while not self.worker.is_shutdown:
+            if self.worker.is_running:
+                await asyncio.to_thread(path.touch)
+            await asyncio.sleep(HEARTBEAT_SECONDS if self.worker.is_running else 0.1)
 
 
 def build_worker(client: Client, sessions: async_sessionmaker[AsyncSession], settings: Settings) -> HeadwaterWorker:

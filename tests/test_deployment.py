@@ -3,12 +3,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
+import time
 from pathlib import Path
 
 import yaml
 
 from settings import Settings, environment_variables
+from worker import build_worker
 
 ROOT = Path(__file__).resolve().parent.parent
 SETTING_NAMES = set(environment_variables().values())
@@ -66,3 +69,25 @@ def test_env_example_lists_every_setting():
              if line and not line.startswith("#")]
     listed = {line.split("=", 1)[0] for line in lines}
     assert listed == SETTING_NAMES
+
+
+def test_long_running_services_restart_and_report_health():
+    services = compose()["services"]
+    for name, service in services.items():
+        if service.get("restart") == "no":
+            continue  # one-shots: migrate, search attributes
+        assert service["restart"] == "unless-stopped", name
+        if name != "temporal-ui":
+            assert service["healthcheck"]["test"], name
+    heartbeat = services["worker"]["environment"]["HEADWATER_WORKER_HEARTBEAT_FILE"]
+    assert heartbeat in " ".join(services["worker"]["healthcheck"]["test"])
+
+
+async def test_the_worker_heartbeat_file_is_touched_while_it_runs(settings, temporal_env, sessions, tmp_path):
+    beat = tmp_path / "worker.alive"
+    own = settings.model_copy(update={"worker_heartbeat_file": beat, "task_queue": "heartbeat-test"})
+    async with build_worker(temporal_env.client, sessions, own):
+        deadline = time.monotonic() + 10
+        while not beat.exists():
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.05)

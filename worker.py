@@ -10,7 +10,6 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Self
 
-import aiohttp
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import (
     Client,
@@ -22,6 +21,7 @@ from temporalio.client import (
 )
 from temporalio.worker import Worker
 
+from activities.delivery import http_session
 from activities.forwarding import ForwardingActivities, RuleWaker
 from activities.sandbox import SandboxLimits
 from activities.sandbox_process import SandboxProcess
@@ -56,10 +56,7 @@ class HeadwaterWorker:
     def __init__(self, client: Client, sessions: async_sessionmaker[AsyncSession], settings: Settings) -> None:
         self.client, self.sessions, self.settings = client, sessions, settings
         self.sandbox = SandboxProcess(SandboxLimits.from_settings(settings))
-        # A session of its own per worker; its connection pool is shared by every rule (per-host
-        # connections are not limited, so a slow destination cannot starve the others).
-        self.http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=1000, limit_per_host=0),
-                                          skip_auto_headers=["User-Agent"])
+        self.http = http_session(settings)  # one per worker, its connection pool shared by every rule
         self.waker = RuleWaker(client, settings.postgres_dsn)
         streams = StreamActivities(sessions)
         forwarding = ForwardingActivities(sessions, Transformer(sessions, self.sandbox, settings), self.http, settings,

@@ -12,7 +12,6 @@ kept) or `permanent` (any other status: the receiver will not change its mind).
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import functools
 import hashlib
@@ -27,15 +26,20 @@ from urllib.parse import urlsplit
 
 import aiohttp
 import orjson
+from aiohttp.abc import AbstractResolver, ResolveResult
+from aiohttp.resolver import ThreadedResolver
 from standardwebhooks.webhooks import Webhook
+
+from settings import Settings
 
 EXCERPT_CHARS = 1000
 RETRYABLE_STATUSES = {408, 429}
 USER_AGENT = "Headwater-Forwarder/0.1"
 
 
-class PrivateDestination(Exception):
-    """The destination's host resolves to an address we must not send to."""
+class PrivateDestination(OSError):
+    """The destination's host resolves to an address we must not send to. An OSError, so that
+    aiohttp reports it from a connection attempt as a connection error (a `retry` answer)."""
 
 
 @dataclass
@@ -65,20 +69,49 @@ def is_private_address(address: str) -> bool:
             or ip.is_unspecified)
 
 
-async def check_public(url: str) -> None:
+class PublicOnlyResolver(AbstractResolver):
+    """Resolves as `inner` does (the system's resolver by default) and refuses a host with any
+    loopback, private or link-local address. Given to the delivery connector, it checks the
+    very addresses the connection then uses: a name that resolves to a public address when a
+    rule is checked and to 127.0.0.1 a moment later (DNS rebinding) is refused all the same.
+    aiohttp connects to IP literals without a resolver; `check_public` covers those (a literal
+    cannot change)."""
+
+    def __init__(self, inner: AbstractResolver | None = None) -> None:
+        self.inner = inner or ThreadedResolver()
+
+    async def resolve(self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET) -> list[ResolveResult]:
+        try:
+            infos = await self.inner.resolve(host, port, family)
+        except OSError as exc:
+            raise PrivateDestination(f"{host} does not resolve: {exc.strerror or exc}") from None
+        for info in infos:
+            if is_private_address(info["host"]):
+                raise PrivateDestination(f"{host} resolves to {info['host']}, a loopback, private or link-local "
+                                         "address")
+        return infos
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+
+async def check_public(url: str, resolver: AbstractResolver | None = None) -> None:
     """Raises PrivateDestination if the URL's host resolves to a loopback, private or
     link-local address (any of its addresses), or does not resolve at all."""
     host = urlsplit(url).hostname
     if not host:
         raise PrivateDestination(f"{url!r} has no host")
-    try:
-        infos = await asyncio.get_running_loop().getaddrinfo(host, None, type=socket.SOCK_STREAM)
-    except socket.gaierror as exc:
-        raise PrivateDestination(f"{host} does not resolve: {exc.strerror}") from None
-    for info in infos:
-        address = info[4][0]
-        if is_private_address(address):
-            raise PrivateDestination(f"{host} resolves to {address}, a loopback, private or link-local address")
+    await PublicOnlyResolver(resolver).resolve(host, 0, socket.AF_UNSPEC)
+
+
+def http_session(settings: Settings, resolver: AbstractResolver | None = None) -> aiohttp.ClientSession:
+    """The worker's one HTTP session for deliveries (per-host connections not limited, so a slow
+    destination cannot starve the others); with private destinations off, its connector
+    resolves through `PublicOnlyResolver`."""
+    if not settings.allow_private_destinations:
+        resolver = PublicOnlyResolver(resolver)
+    connector = aiohttp.TCPConnector(limit=1000, limit_per_host=0, resolver=resolver)
+    return aiohttp.ClientSession(connector=connector, skip_auto_headers=["User-Agent"])
 
 
 def batch_message_id(event_ids: list[str]) -> str:
@@ -146,7 +179,9 @@ class Sender:
             return Answer("retry", None, f"timed out after {self.timeout * 1000:.0f} ms",
                           duration_ms=(time.perf_counter() - started) * 1000)
         except (aiohttp.ClientError, OSError) as exc:
-            return Answer("retry", None, f"{type(exc).__name__}: {exc}"[:EXCERPT_CHARS],
+            refused = getattr(exc, "os_error", None)  # the connector's PublicOnlyResolver said no
+            error = f"refused: {refused}" if isinstance(refused, PrivateDestination) else f"{type(exc).__name__}: {exc}"
+            return Answer("retry", None, error[:EXCERPT_CHARS],
                           duration_ms=(time.perf_counter() - started) * 1000)
 
     @property

@@ -1,7 +1,8 @@
 """Forwarding, end to end through real HTTP sinks on 127.0.0.1: both webhook modes with
 signatures verified by `standardwebhooks`, 500 then 200, 400 dead-lettered, 429 with
 Retry-After, a sink down then back, one dead destination not slowing another, transformation
-drop and fan-out, redrive, replay, disable/enable/delete, private addresses, the Segment
+drop and fan-out, redrive, replay, disable/enable/delete, private addresses (DNS rebinding
+too), the Segment
 destination (into another Headwater), the operator's view in Temporal, and a worker killed
 mid-batch."""
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -17,10 +19,12 @@ import uuid
 
 import aiohttp
 import pytest
+from aiohttp.abc import AbstractResolver
 from sqlalchemy import update
 from standardwebhooks.webhooks import Webhook
 from temporalio.client import WorkflowExecutionStatus
 
+from activities.delivery import Delivery, Sender, check_public, http_session
 from activities.forwarding import ForwardingActivities
 from activities.transformations import Transformer
 from models.forwarding import ForwardingRule
@@ -598,3 +602,38 @@ async def test_worker_killed_mid_batch_loses_nothing(settings, sessions, tmp_pat
         worker.wait(10)
         api.stop()
         await sink.stop()
+
+
+class ScriptedResolver(AbstractResolver):
+    """DNS this test controls: each lookup takes the next answer (the last one repeats)."""
+
+    def __init__(self, *answers: str) -> None:
+        self.answers = list(answers)
+        self.lookups = 0
+
+    async def resolve(self, host, port=0, family=socket.AF_INET):
+        self.lookups += 1
+        address = self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
+        return [{"hostname": host, "host": address, "port": port, "family": socket.AF_INET, "proto": 0,
+                 "flags": 0}]
+
+    async def close(self):
+        pass
+
+
+async def test_dns_rebinding_is_refused_at_connect_time(settings, sink):
+    """The name resolves to a public address when checked, then to 127.0.0.1 (where the sink
+    listens) when connected to: with the guard on, the connection itself is refused."""
+    url = f"http://rebind.example:{sink.port}/hook"
+    delivery = Delivery(["evt_1"], ['{"id":"evt_1"}'], ["evt_1"])
+    strict = settings.model_copy(update={"allow_private_destinations": False})
+    resolver = ScriptedResolver("93.184.216.34", "127.0.0.1")
+    await check_public(url, resolver)  # the check passes: the name looked public then
+    async with http_session(strict, resolver) as http:
+        answer = await Sender(http, "webhook", {"url": url}, ["whsec_" + "A" * 32]).send(delivery)
+    assert answer.outcome == "retry" and "127.0.0.1" in answer.error, answer
+    assert resolver.lookups == 2 and sink.received == []
+    # The same trick without the guard reaches the sink: the test can tell.
+    async with http_session(settings, ScriptedResolver("127.0.0.1")) as http:
+        answer = await Sender(http, "webhook", {"url": url}, ["whsec_" + "A" * 32]).send(delivery)
+    assert answer.outcome == "delivered" and len(sink.received) == 1

@@ -8,6 +8,7 @@ IPv6), so ids, versions, timestamps, prices and plain integers pass through unto
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from collections.abc import Callable
@@ -30,6 +31,7 @@ _SECRET_KEY_SUFFIXES = ("password", "passwd", "secret", "token", "cookie", "cred
 _WORD_SPLIT = re.compile(r"[^A-Za-z0-9]+|(?<=[a-z0-9])(?=[A-Z])")
 
 
+@functools.lru_cache(maxsize=4096)  # keys repeat from one event to the next
 def is_secret_key(key: str) -> bool:
     words = [w.lower() for w in _WORD_SPLIT.split(key) if w]
     if any(w in SECRET_KEY_WORDS for w in words):
@@ -122,33 +124,66 @@ def _is_phone(match: str) -> bool:
 
 
 # (kind, pattern, validator, precondition on (text, digit count)). Earlier entries win
-# overlaps. The preconditions are cheap tests that skip a regex that cannot match.
+# overlaps. The preconditions are cheap tests that skip a regex that cannot match: each names
+# a character or a count without which its pattern has no match.
 Precondition = Callable[[str, int], bool]
 _DETECTORS: list[tuple[str, re.Pattern[str], Callable[[str], bool] | None, Precondition]] = [
     ("secret", _PEM, None, lambda t, d: "PRIVATE KEY" in t),
     ("secret", _JWT, None, lambda t, d: "eyJ" in t),
     ("secret", _BEARER, None, lambda t, d: "earer" in t),
-    ("secret", _AWS_KEY_ID, None, lambda t, d: d > 0 and len(t) >= 20),
+    ("secret", _AWS_KEY_ID, None, lambda t, d: d > 0 and len(t) >= 20 and _AWS_HINT.search(t) is not None),
     ("secret", _API_KEYS, None, lambda t, d: len(t) >= 15 and _API_KEY_HINT.search(t) is not None),
     ("email", _EMAIL, None, lambda t, d: "@" in t),
-    ("iban", _IBAN, iban_valid, lambda t, d: d >= 2 and len(t) >= 15),
+    ("iban", _IBAN, iban_valid, lambda t, d: d >= 2 and len(t) >= 15 and _IBAN_HINT.search(t) is not None),
     ("card", _CARD, _is_card, lambda t, d: d >= 13),
-    ("ssn", _SSN, None, lambda t, d: d >= 9),
+    ("ssn", _SSN, None, lambda t, d: d >= 9 and _SSN_HINT.search(t) is not None),
     ("ipv6", _IPV6, _is_ipv6, lambda t, d: ":" in t),
-    ("ipv4", _IPV4, None, lambda t, d: d >= 4 and "." in t),
+    ("ipv4", _IPV4, None, lambda t, d: d >= 4 and _IPV4_HINT.search(t) is not None),
     ("phone", _PHONE_E164, _is_phone, lambda t, d: d >= 8 and "+" in t),
-    ("phone", _PHONE_NANP, None, lambda t, d: d >= 10),
-    ("phone", _PHONE_TRUNK, _is_phone, lambda t, d: d >= 8),
+    ("phone", _PHONE_NANP, None, lambda t, d: d >= 10 and _NANP_HINT.search(t) is not None),
+    ("phone", _PHONE_TRUNK, _is_phone, lambda t, d: d >= 8 and _TRUNK_HINT.search(t) is not None),
 ]
-_NON_DIGITS = re.compile(r"\D+")
+# Hints: a simple pattern that every match of the detector's own contains, several times
+# cheaper to look for than the detector (whose look-behinds run at every position).
+_AWS_HINT = re.compile(r"A(?:KIA|SIA|BIA|CCA|GPA|IDA|ROA|NPA|NVA|IPA)")
+_IBAN_HINT = re.compile(r"[A-Z]{2}\d\d")
+_SSN_HINT = re.compile(r"\d{3}[- ]\d\d[- ]\d{4}")
+_IPV4_HINT = re.compile(r"\d\.\d{1,3}\.\d{1,3}\.\d")
+_NANP_HINT = re.compile(r"\d{3}[-. ]\d{4}")
+_TRUNK_HINT = re.compile(r"(?:^|[^\w.-])0\d{1,4}[ .-]\d")
 _API_KEY_HINT = re.compile(r"[sprm]k_|whsec_|gh[pousr]_|github_pat_|glpat-|xox|AIza|sk-|SG\.|npm_|shp")
+# A string with none of these characters and no digit can only hold a secret that one of the
+# first five detectors finds (each has its own cheap hint).
+_TEXT_ONLY_HINTS = ("@", ":", "PRIVATE KEY", "eyJ", "earer")
+_DIGITS = "0123456789"
+# A string of letters, digits and underscores only (ids, keys, tokens) can hold no match of
+# the detectors that need punctuation or spaces: only these.
+_WORD_ONLY = re.compile(r"\w*", re.ASCII)
+_WORD_DETECTORS = [entry for entry in _DETECTORS if entry[1] in (_AWS_KEY_ID, _API_KEYS, _IBAN, _CARD)]
+# Strings up to this length are remembered: keys, enumerations, names, user agents repeat
+# across events (16,384 of them at most, a few MB).
+_REMEMBERED_LENGTH = 256
 
 
 def find_pii(text: str) -> list[Span]:
     """Non-overlapping spans of PII in `text`, in order."""
-    digits = len(text) - len("".join(_NON_DIGITS.findall(text))) if _HAS_DIGIT.search(text) else 0
+    if len(text) <= _REMEMBERED_LENGTH:
+        return list(_remembered_pii(text))
+    return _find_pii(text)
+
+
+@functools.lru_cache(maxsize=16_384)
+def _remembered_pii(text: str) -> tuple[Span, ...]:
+    return tuple(_find_pii(text))
+
+
+def _find_pii(text: str) -> list[Span]:
+    digits = sum(map(text.count, _DIGITS)) if _HAS_DIGIT.search(text) else 0
+    if not digits and len(text) < 15 and not any(hint in text for hint in _TEXT_ONLY_HINTS):
+        return []
+    detectors = _WORD_DETECTORS if _WORD_ONLY.fullmatch(text) else _DETECTORS
     taken: list[Span] = []
-    for kind, pattern, validator, worth_trying in _DETECTORS:
+    for kind, pattern, validator, worth_trying in detectors:
         if not worth_trying(text, digits):
             continue
         for match in pattern.finditer(text):
@@ -163,7 +198,7 @@ def find_pii(text: str) -> list[Span]:
 
 
 def redact_text(text: str) -> tuple[str, int]:
-    spans = find_pii(text)
+    spans = _remembered_pii(text) if len(text) <= _REMEMBERED_LENGTH else _find_pii(text)
     if not spans:
         return text, 0
     parts, cursor = [], 0
@@ -227,3 +262,21 @@ def redact_audit_event(event: dict[str, Any]) -> tuple[dict[str, Any], int]:
                     total += count
             out[part] = obj
     return out, total
+
+
+def redact_event_body(body: dict[str, Any], mode: str) -> tuple[dict[str, Any], int]:
+    """A canonical event's body with what its source's `redact` mode asks for redacted (see
+    models.sources.Redaction): `audit`, an audit event's free text as `redact_audit_event`
+    does; `all`, that and every event's `properties`, `traits` and `context`; `off`, nothing."""
+    if mode == "off":
+        return body, 0
+    total = 0
+    if body.get("type") == "audit":
+        body, total = redact_audit_event(body)
+    if mode == "all":
+        body = dict(body)
+        for part in ("properties", "traits", "context"):
+            if isinstance(body.get(part), dict):
+                body[part], count = redact_value(body[part])
+                total += count
+    return body, total

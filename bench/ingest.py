@@ -7,17 +7,21 @@
 5. Headwater /v1/batch, 100 events per request (target: >= 20,000 events/s);
 6. /v1/batch with an active `warn` contract of 10 properties, half the events violating it,
    against the same batches without it, in rounds ordered off/on/on/off twice (target: >= 0.85);
-7. the API process's RSS at the end (target: < 300 MB).
+7. /v1/batch of typical audit events (redacted on arrival, the source's default) against the
+   same batches of track events, in rounds ordered track/audit/audit/track;
+8. the API process's RSS at the end (target: < 300 MB).
 """
 
 from __future__ import annotations
 
 import platform
+import random
 import time
 
 import orjson
 import psutil
 
+from bench.redaction import typical
 from bench.stack import bench_stack, load, serve
 from devstack.processes import free_port
 
@@ -102,8 +106,23 @@ def main() -> None:
                   f"(rounds: {', '.join(f'{r * 100:,.0f}' for r in plain_rps)})")
             print(f"   same with a warn contract, half violating:{checked_mean * 100:>8,.0f} events/s  "
                   f"(rounds: {', '.join(f'{r * 100:,.0f}' for r in checked_rps)})  errors {errors}")
+            # Redaction on the ingest path: 100 audit events per request (each different, as
+            # bench/redaction.py makes them) against the track batches of step 5.
+            rng = random.Random(7)
+            audit_body = orjson.dumps({"batch": [{"type": "audit", **typical(n, rng)} for n in range(100)]})
+            track_rounds, audit_rounds = [], []
+            for audit in (False, True, True, False):
+                run = load(f"{url}/v1/batch", audit_body if audit else batch_body, stack.tmp, headers=key,
+                           seconds=CONTRACT_ROUND_SECONDS, connections=16)
+                (audit_rounds if audit else track_rounds).append(run["rps"] * 100)
+                errors += run["errors"]
+            track_mean, audit_mean = sum(track_rounds) / 2, sum(audit_rounds) / 2
+            print(f"7. /v1/batch, track events:               {track_mean:>9,.0f} events/s  "
+                  f"(rounds: {', '.join(f'{r:,.0f}' for r in track_rounds)})")
+            print(f"   /v1/batch, audit events, redacted:     {audit_mean:>9,.0f} events/s  "
+                  f"(rounds: {', '.join(f'{r:,.0f}' for r in audit_rounds)})  errors {errors}")
             rss = api.memory_info().rss / 2**20
-        print(f"7. API process RSS at the end:            {rss:>9,.0f} MB")
+        print(f"8. API process RSS at the end:            {rss:>9,.0f} MB")
 
     ratio = track["rps"] / base["rps"]
     print()
@@ -113,6 +132,7 @@ def main() -> None:
     print(f"ratio /v1/batch / baseline:   {events / base['rps']:.1f}x")
     print(f"contract / no contract:       {contract_ratio:.2f}x   (target >= 0.85)  "
           f"{'ok' if contract_ratio >= 0.85 else 'MISSED'}")
+    print(f"audit (redacted) / track:     {audit_mean / max(track_mean, 0.1):.2f}x")
     print(f"API RSS:                      {rss:.0f} MB     (target < 300)  {'ok' if rss < 300 else 'MISSED'}")
     print(f"generator headroom:           {ceiling['rps'] / max(track['rps'], 1):.1f}x the fastest measured req/s")
 

@@ -45,9 +45,9 @@ async def stored(client, workspace: WorkspaceKey, query: str = "") -> list[dict]
 # --- sources -----------------------------------------------------------------------------
 
 async def test_source_object_has_exactly_the_documented_fields(client, workspace, source):
-    assert set(source) - {"request_id"} == {"id", "workspace_id", "name", "key", "status", "pubsub_topic",
+    assert set(source) - {"request_id"} == {"id", "workspace_id", "name", "key", "status", "redact", "pubsub_topic",
                                             "last_used_at", "created_by", "created_at", "updated_at"}
-    assert source["status"] == "active" and source["workspace_id"] == workspace.id
+    assert source["status"] == "active" and source["workspace_id"] == workspace.id and source["redact"] == "audit"
     assert source["key"].startswith("wk_")
     assert source["pubsub_topic"] == f"hw_events_{uuid.UUID(workspace.id).hex}"
     keys = await (await client.get(workspace.url("/master-keys"), headers=workspace.headers)).get_json()
@@ -446,3 +446,61 @@ def test_canonical_bodies_come_in_jsonb_key_order(message):
     body = normalize(message, event_type=None, event_id=new_event_id(),
                      arrival=Arrival(uuid.uuid4(), uuid.uuid4(), utcnow(), "127.0.0.1")).body
     assert list(body) == sorted(body, key=lambda key: (len(key), key))
+
+
+# --- redaction through the write-key door ---------------------------------------------------
+
+AUDIT = {"type": "audit", "action": "user.invited", "category": "admin", "tenant_id": "acme",
+         "actor": {"id": "u_1", "type": "user", "name": "Jane", "email": "jane@example.com"},
+         "metadata": {"invitee": "bob@example.org", "note": "call +1 415 555 2671", "plan": "pro"}}
+TRACK = {"type": "track", "event": "signed_up", "userId": "u_1",
+         "properties": {"email": "bob@example.org", "plan": "pro"},
+         "context": {"ip": "203.0.113.9", "traits": {"phone": "+1 415 555 2671"}}}
+
+
+async def test_audit_events_are_redacted_through_every_door(client, workspace, source):
+    key = {"X-Write-Key": source["key"]}
+    single = await (await client.post("/v1/events", json=AUDIT, headers=key)).get_json()
+    batch = await (await client.post("/v1/batch", json={"batch": [AUDIT, TRACK]}, headers=key)).get_json()
+    assert batch["accepted"] == 2
+    for event_id in (single["id"], batch["ids"][0]):
+        event = await (await client.get(workspace.url(f"/events/{event_id}"), headers=workspace.headers)).get_json()
+        assert event["metadata"] == {"invitee": "[REDACTED:email]", "note": "call [REDACTED:phone]", "plan": "pro"}
+        assert event["actor"] == {"id": "u_1", "type": "user", "name": "Jane", "email": "[REDACTED:email]"}
+    # By default (`audit`) other events are stored as sent.
+    track = await (await client.get(workspace.url(f"/events/{batch['ids'][1]}"), headers=workspace.headers)).get_json()
+    assert track["properties"]["email"] == "bob@example.org" and track["context"]["ip"] == "203.0.113.9"
+
+
+async def test_a_source_redacts_all_events_or_none(client, workspace):
+    created = await client.post(workspace.url("/event-keys"), json={"name": "Strict", "redact": "all"},
+                                headers=workspace.headers)
+    assert created.status_code == 201
+    strict = await created.get_json()
+    assert strict["redact"] == "all"
+    ids = (await (await client.post("/v1/batch", json={"batch": [AUDIT, TRACK]},
+                                    headers={"X-Write-Key": strict["key"]})).get_json())["ids"]
+    track = await (await client.get(workspace.url(f"/events/{ids[1]}"), headers=workspace.headers)).get_json()
+    assert track["properties"] == {"email": "[REDACTED:email]", "plan": "pro"}
+    assert track["context"]["ip"] == "[REDACTED:ipv4]"
+    assert track["context"]["traits"]["phone"] == "[REDACTED:phone]"
+
+    # Turned off, events are stored as sent, on every API process within 2 s.
+    response = await client.put(workspace.url(f"/event-keys/{strict['id']}"), json={"redact": "off"},
+                                headers=workspace.headers)
+    assert response.status_code == 200 and (await response.get_json())["redact"] == "off"
+    deadline = asyncio.get_running_loop().time() + 2.5
+    while True:
+        event_id = (await (await client.post("/v1/events", json=AUDIT, headers={"X-Write-Key": strict["key"]}))
+                    .get_json())["id"]
+        event = await (await client.get(workspace.url(f"/events/{event_id}"), headers=workspace.headers)).get_json()
+        if event["metadata"]["invitee"] == "bob@example.org":
+            break
+        assert asyncio.get_running_loop().time() < deadline, "redact=off not in force within 2 s"
+        await asyncio.sleep(0.1)
+    bad = await client.put(workspace.url(f"/event-keys/{strict['id']}"), json={"redact": "some"},
+                           headers=workspace.headers)
+    assert bad.status_code == 422
+    bad = await client.put(workspace.url(f"/event-keys/{strict['id']}"), json={"redact": None},
+                           headers=workspace.headers)
+    assert bad.status_code == 422

@@ -25,10 +25,11 @@ from pydantic import BaseModel
 from quart import Blueprint, Response, request
 from quart_schema import document_response
 
-from models.canonical import Arrival, EventRejected, normalize
+from activities.redaction import redact_event_body
+from models.canonical import Arrival, CanonicalEvent, EventRejected, normalize
 from models.contracts import RecordedViolations
 from models.ids import new_event_id, new_event_ids
-from models.sources import REVOKED, SourceRepository
+from models.sources import REVOKED, Redaction, SourceRepository
 from models.timestamps import utcnow
 from web.cache import RefreshingCache
 from web.clientip import client_ip
@@ -81,6 +82,7 @@ class Source:
     id: uuid.UUID
     workspace_id: uuid.UUID
     status: str
+    redact: Redaction = Redaction.AUDIT
 
 
 class WriteKeyCache:
@@ -94,7 +96,7 @@ class WriteKeyCache:
         async def load() -> Source | None:
             async with svc.sessions() as session:
                 row = await SourceRepository(session).by_key(key)
-            return Source(row.id, row.workspace_id, row.status) if row is not None else None
+            return Source(row.id, row.workspace_id, row.status, Redaction(row.redact)) if row is not None else None
 
         return await self._cache.get(key, load)
 
@@ -188,6 +190,15 @@ async def authenticate(svc: Services, wire: WireRequest, data: dict[str, Any]) -
     return source
 
 
+def redacted(event: CanonicalEvent, mode: Redaction) -> CanonicalEvent:
+    """The event with what its source's `redact` mode asks for redacted, before its contract
+    judges it and before it is stored (so neither sees what redaction removes)."""
+    if mode is Redaction.OFF or (mode is Redaction.AUDIT and event.type != "audit"):
+        return event
+    event.body, _ = redact_event_body(event.body, mode)
+    return event
+
+
 def _rejection(exc: EventRejected) -> APIError:
     status = 413 if exc.code == "event_too_large" else 422
     details = [{"field": exc.field, "message": exc.message}] if exc.field else None
@@ -228,8 +239,9 @@ async def ingest_single(svc: Services, wire: WireRequest, event_type: str | None
     event_id = new_event_id()
     book = await svc.contracts.for_workspace(svc, source.workspace_id)
     try:
-        event = normalize(data, event_type=event_type, event_id=event_id,
-                          arrival=Arrival(source.workspace_id, source.id, utcnow(), wire.client_ip))
+        event = redacted(normalize(data, event_type=event_type, event_id=event_id,
+                                   arrival=Arrival(source.workspace_id, source.id, utcnow(), wire.client_ip)),
+                         source.redact)
     except EventRejected as exc:
         raise _rejection(exc) from None
     recorded = RecordedViolations()
@@ -273,7 +285,7 @@ async def ingest_batch(svc: Services, wire: WireRequest) -> dict[str, Any]:
                 if exact_items and (field := find_out_of_range(exact_items[index])) is not None:
                     raise EventRejected("number_out_of_range", f"{field}: integers must lie between -2^63 and "
                                         "2^64-1", field)
-                event = normalize(item, event_type=None, event_id=ids[index], arrival=arrival)
+                event = redacted(normalize(item, event_type=None, event_id=ids[index], arrival=arrival), source.redact)
             except EventRejected as exc:
                 message = (f"{exc.field}: {exc.message}" if exc.field and not exc.message.startswith(exc.field)
                            else exc.message)

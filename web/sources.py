@@ -14,12 +14,12 @@ from quart_schema import document_response
 from models.canonical import Arrival, normalize
 from models.ids import new_event_id
 from models.pubsub import pubsub_topic
-from models.sources import ACTIVE, EventSource, SourceRepository
+from models.sources import ACTIVE, EventSource, Redaction, SourceRepository
 from models.timestamps import iso, utcnow
 from web.auth import master_key_for_workspace, parse_uuid
 from web.errors import APIError
 from web.ingest import committed, queue_commit
-from web.jsonio import json_body
+from web.jsonio import json_body, reject_nulls
 from web.responses import json_response
 from web.services import services
 
@@ -28,9 +28,21 @@ blueprint = Blueprint("sources", __name__, url_prefix="/api/v1/workspaces/<works
 TEST_EVENT_NAME = "Headwater Test Event"
 
 
+SourceName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+
+
 class CreateSource(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+    name: SourceName
+    # What arriving events have redacted: `audit` (audit events' free text, as streams do),
+    # `all` (also every event's properties, traits and context) or `off`.
+    redact: Redaction = Redaction.AUDIT
+
+
+class UpdateSource(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: SourceName | None = None
+    redact: Redaction | None = None
 
 
 class SourceOut(BaseModel):
@@ -39,6 +51,7 @@ class SourceOut(BaseModel):
     name: str
     key: str
     status: str
+    redact: Redaction
     pubsub_topic: str
     last_used_at: datetime | None
     created_by: uuid.UUID | None
@@ -60,7 +73,7 @@ class TestEventOut(BaseModel):
 def source_json(source: EventSource) -> dict:
     return {
         "id": str(source.id), "workspace_id": str(source.workspace_id), "name": source.name, "key": source.key,
-        "status": source.status, "pubsub_topic": pubsub_topic(source.workspace_id),
+        "status": source.status, "redact": source.redact, "pubsub_topic": pubsub_topic(source.workspace_id),
         "last_used_at": iso(source.last_used_at), "created_by": str(source.created_by) if source.created_by else None,
         "created_at": iso(source.created_at), "updated_at": iso(source.updated_at),
     }
@@ -85,8 +98,23 @@ async def list_sources(workspace_id: uuid.UUID) -> Response:
 @document_response(SourceOut, 201)
 async def create_source(workspace_id: uuid.UUID, body: CreateSource) -> Response:
     async with services().transaction() as session:
-        source = await SourceRepository(session).create(workspace_id, body.name, g.master_key.id)
+        source = await SourceRepository(session).create(workspace_id, body.name, g.master_key.id, body.redact)
     return json_response(source_json(source), 201)
+
+
+@blueprint.put("/<key_id>")
+@master_key_for_workspace
+@json_body(UpdateSource)
+@document_response(SourceOut)
+async def update_source(workspace_id: uuid.UUID, key_id: str, body: UpdateSource) -> Response:
+    """Rename a source or change its `redact` mode (in force on every API process within 2 s)."""
+    changes = body.model_dump(exclude_unset=True)
+    reject_nulls(changes, ("name", "redact"))
+    async with services().transaction() as session:
+        source = await SourceRepository(session).update(workspace_id, parse_uuid(key_id, source_not_found()), changes)
+    if source is None:
+        raise source_not_found()
+    return json_response(source_json(source))
 
 
 @blueprint.delete("/<key_id>")

@@ -109,15 +109,23 @@ _PRELUDE = r"""
 
 # Probes a syntax error's column: the shortest prefix of the failing line that already fails
 # with the same message is where the offending token starts (quickjs reports the line only).
+# Each prefix is parsed, never run: first as a function body (`new Function`, whose closing
+# brace keeps an unfinished prefix from failing early at its end), then, if that finds nothing
+# (an extra `}` closes the wrapper itself), as a script whose first statement throws.
 _COLUMN_PROBE = r"""
 (function (before, line, message) {
-  for (let i = 1; i <= line.length; i++) {
-    try { new Function(before + line.slice(0, i)); }
-    catch (e) { if (e instanceof SyntaxError && e.message === message) return i; }
+  const parsers = [(code) => new Function(code), (code) => (0, eval)("throw 0;" + code)];
+  for (const parse of parsers) {
+    for (let i = 1; i <= line.length; i++) {
+      try { parse(before + line.slice(0, i)); }
+      catch (e) { if (e instanceof SyntaxError && e.message === message) return i; }
+    }
   }
   return 0;
 })
 """
+# quickjs's message when the input ends where more was expected.
+_AT_END_OF_INPUT = "''"
 
 
 @dataclass(frozen=True)
@@ -178,8 +186,10 @@ def _syntax_error(source_code: str, error: str) -> TransformSourceError:
             line = int(digits)
             break
     column = None
-    if line is not None:
-        lines = source_code.split("\n")
+    lines = source_code.split("\n")
+    if message.endswith(_AT_END_OF_INPUT):  # the input ended too soon: point at its end
+        message, line, column = "unexpected end of input", len(lines), len(lines[-1]) + 1
+    elif line is not None:
         if line <= len(lines):
             probe = _new_context(SandboxLimits(time_ms=1000))
             found = probe.eval(_COLUMN_PROBE)("\n".join(lines[: line - 1]) + ("\n" if line > 1 else ""),

@@ -168,10 +168,12 @@ class SandboxProcess:
                     start += 1
                     continue
                 end = next((i for i in range(start, total) if outcomes[i] is not None), total)
+                asked = time.perf_counter()
                 try:
                     answer, ms = self._request(("transform", key, source_code, event_jsons[start:end],
                                                 meta_jsons[start:end], self.limits, with_logs), expected_steps=end - start)
                 except ChildDied as died:
+                    elapsed_ms += (time.perf_counter() - asked) * 1000  # until the watchdog stopped it
                     # The events before it finished but their answers died with the child: the
                     # next round runs them again in a fresh one.
                     deaths += 1

@@ -159,6 +159,8 @@ async def test_sandbox_attack_is_a_per_event_error(client, workspace, attack):
     assert expected in result["error"], result
     assert result["output"] is None and result["dropped"] is False
     assert time.monotonic() - started < 5
+    if "ran longer" in expected:
+        assert result["duration_ms"] >= 100  # the time it took, not 0
     # The API is still there, and the same transformation runs again (a fresh context if needed).
     assert (await client.get("/healthz")).status_code == 200
     again = await run_test(client, workspace, created, {"input": {"event": "y"}})
@@ -199,7 +201,9 @@ async def test_limits_are_configurable(sandbox):
     ("function transform(event) {\n  return event +;\n}", 2, 17, "unexpected token in expression: ';'"),
     ("function transform(e) {\n  const x = {a: 1,,};\n  return e;\n}", 2, 19, "invalid property name"),
     ("functio transform(e) { return e; }", 1, 9, "expecting ';'"),
-    ("function transform(e) {\n  return e;\n", 3, 1, "unexpected token in expression: ''"),
+    ("function transform(e) {\n  return e;\n", 3, 1, "unexpected end of input"),
+    ("function transform(e) { return e;", 1, 34, "unexpected end of input"),
+    ("function transform(e) { return e; }}", 1, 36, "unexpected token in expression: '}'"),
 ])
 async def test_syntax_errors_are_refused_with_line_and_column(client, workspace, source_code, line, column, message):
     response = await client.post(workspace.url("/event-transformations"), headers=workspace.headers,
@@ -305,6 +309,16 @@ async def test_many_consecutive_failures_set_error_status_and_new_code_makes_it_
     assert (await get(client, workspace, created))["status"] == "draft"
     current = await transformer.snapshot(uuid.UUID(created["id"]))
     assert [o.events for o in await transformer.run(current, [bad, good], {})] == [[{"total": 0}], [{"total": 2}]]
+
+
+async def test_a_test_run_stopped_by_the_watchdog_answers_its_duration(client, workspace):
+    """A regular expression that backtracks without checking quickjs's time limit: the watchdog
+    kills the child after the limit and its grace, and the test says how long that took."""
+    created = await create(client, workspace, name="regex", test_output=None, source_code=(
+        "function transform(e) { return {r: /(a+)+$/.test('a'.repeat(30) + 'b')}; }"))
+    result = await run_test(client, workspace, created, {"input": {"event": "x"}})
+    assert "ran longer than 100 ms and was stopped" in result["error"]
+    assert result["duration_ms"] >= 1000, result  # the limit twice over, and the grace
 
 
 async def test_sandbox_process_contains_every_attack_and_keeps_going(sandbox):

@@ -28,7 +28,7 @@ from temporalio.client import Client
 
 from activities.delivery import Answer, Delivery, PrivateDestination, Sender, check_public
 from activities.transformations import Transformer
-from models.forwarding import Destination, ForwardingRepository, ForwardingRule, matching_sql
+from models.forwarding import Destination, ForwardingRepository, ForwardingRule, matching_sql, max_in_flight
 from models.pubsub import CommitListener
 from models.transformations import ERROR as TRANSFORMATION_ERROR
 from models.transformations import TransformationSnapshot
@@ -45,10 +45,6 @@ from workflows.params import (
 log = logging.getLogger("headwater.forwarding")
 
 ATTEMPT_LOG_KEEP = 1000  # delivery attempts kept per rule
-# Requests in flight per batch unless the destination says (`max_in_flight`). One request at
-# a time delivers in ingest order (batch mode, segment); single mode sends one request per
-# event, so it keeps several in flight: they leave in ingest order and may arrive out of it.
-SINGLE_MODE_IN_FLIGHT = 10
 MAX_RETRY_AFTER_SECONDS = 3600.0
 DEFAULT_MAX_ATTEMPTS = 8
 DEFAULT_MAX_RETRY_AGE_SECONDS = 24 * 3600
@@ -187,7 +183,8 @@ class ForwardingActivities:
             hold = self._hold_seconds(rule.head_attempts + 1, None)
             await self._record_hold(rule, started_from, held_reason, fresh)
             return ForwardBatchResult(state="held", hold_seconds=hold, last_error=held_reason,
-                                      cursor=_cursor(*started_from), head_attempts=rule.head_attempts + 1)
+                                      cursor=_cursor(*started_from), head_attempts=rule.head_attempts + 1,
+                                      lag_seconds=await self._lag(rule.id))
 
         batch = await self._run(rule, destination, snapshot, retries + fresh)
         fresh_outcomes = [batch.outcomes[row.id] for row in fresh]
@@ -205,7 +202,8 @@ class ForwardingActivities:
                 await self._record(rule, started_from, None, batch, retries, [], now, destination, held=True)
                 return ForwardBatchResult(
                     state="held", hold_seconds=self._hold_seconds(attempts, last.retry_after),
-                    last_error=_error_text(last), cursor=_cursor(*started_from), head_attempts=attempts)
+                    last_error=_error_text(last), cursor=_cursor(*started_from), head_attempts=attempts,
+                    lag_seconds=await self._lag(rule.id))
             for row in fresh:  # tried often and long enough: dead letters, and the rule moves on
                 row.attempts = attempts - 1
                 row.first_attempt_at = rule.head_first_failed_at or now
@@ -217,8 +215,7 @@ class ForwardingActivities:
         result = ForwardBatchResult(
             state="ok", delivered=recorded["delivered"], dead_lettered=recorded["dead_lettered"],
             retrying=recorded["retrying"], more=len(fresh) == limit or len(retries) == limit,
-            cursor=_cursor(*new_cursor), last_error=recorded["last_error"],
-            lag_seconds=(now - fresh[0].received_at).total_seconds() if fresh else 0.0)
+            cursor=_cursor(*new_cursor), last_error=recorded["last_error"], lag_seconds=await self._lag(rule.id))
         if not result.more and self.waker is not None:
             result.news = self.waker.settle(rule.workspace_id, rule.id, generation)
         return result
@@ -254,6 +251,10 @@ class ForwardingActivities:
             ORDER BY commit_xid, id LIMIT :limit
         """), values)
         return [Row(**row._mapping) for row in rows]
+
+    async def _lag(self, rule_id: uuid.UUID) -> float:
+        async with self.sessions() as session:
+            return await ForwardingRepository(session).lag_seconds(rule_id)
 
     async def _snapshot(self, rule: ForwardingRule) -> TransformationSnapshot | None:
         """The rule's transformation version for this batch (read once: the whole batch uses it)."""
@@ -308,8 +309,7 @@ class ForwardingActivities:
                 message_ids.append(row.id)
         sender = Sender(self.http, destination.type, destination.config, destination.signing_secrets(datetime.now(UTC)))
         batch.deliveries = sender.group(event_ids, bodies, message_ids)
-        limit = asyncio.Semaphore(destination.config.get("max_in_flight") or
-                                  (SINGLE_MODE_IN_FLIGHT if sender.single else 1))
+        limit = asyncio.Semaphore(max_in_flight(destination.type, destination.config))
 
         async def send(delivery: Delivery) -> None:
             async with limit:
@@ -371,6 +371,7 @@ class ForwardingActivities:
                                                 WHEN :moved THEN NULL ELSE head_first_failed_at END,
                     delivered = delivered + :delivered, dead_lettered = dead_lettered + :dead,
                     last_error = coalesce(:last_error, last_error),
+                    last_error_at = CASE WHEN :last_error IS NOT NULL THEN now() ELSE last_error_at END,
                     last_delivered_at = CASE WHEN :delivered > 0 THEN now() ELSE last_delivered_at END
                 WHERE id = :rule_id AND cursor_xid = :from_xid AND cursor_id = :from_id
             """), {"rule_id": rule.id, "from_xid": started_from[0], "from_id": started_from[1],
@@ -415,7 +416,7 @@ class ForwardingActivities:
         async with self.sessions() as session, session.begin():
             await session.execute(text("""
                 UPDATE forwarding_rules SET head_attempts = head_attempts + 1, last_error = :reason,
-                    head_first_failed_at = coalesce(head_first_failed_at, now())
+                    last_error_at = now(), head_first_failed_at = coalesce(head_first_failed_at, now())
                 WHERE id = :rule_id AND cursor_xid = :from_xid AND cursor_id = :from_id
             """), {"rule_id": rule.id, "reason": reason, "from_xid": started_from[0], "from_id": started_from[1]})
             if fresh:

@@ -41,7 +41,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, CreatedAt, UUIDPrimaryKey
-from models.paging import cut_page, encode_seq_cursor
+from models.paging import CreatedPlace, cut_page, encode_seq_cursor, page_by_creation
 from models.timestamps import iso
 
 ACTIVE, ARCHIVED = "active", "archived"
@@ -162,8 +162,8 @@ class ContractRepository:
             query = query.with_for_update()
         return await self.session.scalar(query)
 
-    async def list(self, workspace_id: uuid.UUID, *, status: str | None, event_type: str | None,
-                   event_name: str | None) -> list[EventContract]:
+    async def page(self, workspace_id: uuid.UUID, limit: int, after: CreatedPlace | None, *, status: str | None,
+                   event_type: str | None, event_name: str | None) -> tuple[list[EventContract], str | None]:
         query = select(EventContract).where(EventContract.workspace_id == workspace_id)
         if status:
             query = query.where(EventContract.status == status)
@@ -171,7 +171,7 @@ class ContractRepository:
             query = query.where(EventContract.event_type == event_type)
         if event_name:
             query = query.where(EventContract.event_name == event_name)
-        return list(await self.session.scalars(query.order_by(EventContract.created_at, EventContract.id)))
+        return await page_by_creation(self.session, query, EventContract, limit, after)
 
     async def active(self, workspace_id: uuid.UUID) -> list[EventContract]:
         return list(await self.session.scalars(select(EventContract).where(

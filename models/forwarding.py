@@ -34,10 +34,20 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, CreatedAt, UUIDPrimaryKey
-from models.paging import cut_page, encode_seq_cursor
+from models.paging import CreatedPlace, cut_page, encode_seq_cursor, page_by_creation
 
 # Events committed by transactions older than every running one: the forwarding horizon.
 HORIZON_SQL = "pg_snapshot_xmin(pg_current_snapshot())::text::bigint"
+# Requests in flight per batch unless the destination says (`max_in_flight`). One request at
+# a time delivers in ingest order (batch mode, segment); single mode sends one request per
+# event, so it keeps several in flight: they leave in ingest order and may arrive out of it.
+SINGLE_MODE_IN_FLIGHT = 10
+
+
+def max_in_flight(destination_type: str, config: dict[str, Any]) -> int:
+    """The requests a destination may have in flight: its `max_in_flight`, else by mode."""
+    single = destination_type == "webhook" and config.get("mode", "single") == "single"
+    return config.get("max_in_flight") or (SINGLE_MODE_IN_FLIGHT if single else 1)
 
 
 class Destination(UUIDPrimaryKey, CreatedAt, Base):
@@ -83,8 +93,9 @@ class ForwardingRule(UUIDPrimaryKey, CreatedAt, Base):
     head_attempts: Mapped[int] = mapped_column(Integer, default=0)
     head_first_failed_at: Mapped[datetime | None]
     delivered: Mapped[int] = mapped_column(BigInteger, default=0)
-    dead_lettered: Mapped[int] = mapped_column(BigInteger, default=0)
+    dead_lettered: Mapped[int] = mapped_column(BigInteger, default=0)  # ever (redriven ones too)
     last_error: Mapped[str | None] = mapped_column(Text)
+    last_error_at: Mapped[datetime | None]
     last_delivered_at: Mapped[datetime | None]
     updated_at: Mapped[datetime] = mapped_column(server_default=func.now())
 
@@ -139,11 +150,14 @@ class DeliveryAttempt(Base):
 @dataclass(frozen=True)
 class RuleStats:
     delivered: int
-    dead_lettered: int
+    dead_lettered: int  # dead letters now (a redrive takes them back)
+    dead_lettered_total: int  # ever
     pending: int
     lag_seconds: float
     last_error: str | None
+    last_error_at: datetime | None
     last_delivered_at: datetime | None
+    healthy: bool  # not held, and the last thing that happened was a delivery, not an error
 
 
 PENDING_COUNT_CAP = 100_000  # counting further costs more than the figure is worth
@@ -155,9 +169,10 @@ class ForwardingRepository:
 
     # --- destinations ------------------------------------------------------------------------
 
-    async def destinations(self, workspace_id: uuid.UUID) -> list[Destination]:
-        return list(await self.session.scalars(select(Destination).where(Destination.workspace_id == workspace_id)
-                                               .order_by(Destination.created_at, Destination.id)))
+    async def destinations(self, workspace_id: uuid.UUID, limit: int,
+                           after: CreatedPlace | None) -> tuple[list[Destination], str | None]:
+        return await page_by_creation(self.session, select(Destination).where(Destination.workspace_id == workspace_id),
+                                      Destination, limit, after)
 
     async def destination(self, workspace_id: uuid.UUID, destination_id: uuid.UUID, *,
                           for_update: bool = False) -> Destination | None:
@@ -172,9 +187,10 @@ class ForwardingRepository:
 
     # --- rules -------------------------------------------------------------------------------
 
-    async def rules(self, workspace_id: uuid.UUID) -> list[ForwardingRule]:
-        return list(await self.session.scalars(select(ForwardingRule).where(ForwardingRule.workspace_id == workspace_id)
-                                               .order_by(ForwardingRule.created_at, ForwardingRule.id)))
+    async def rules(self, workspace_id: uuid.UUID, limit: int,
+                    after: CreatedPlace | None) -> tuple[list[ForwardingRule], str | None]:
+        query = select(ForwardingRule).where(ForwardingRule.workspace_id == workspace_id)
+        return await page_by_creation(self.session, query, ForwardingRule, limit, after)
 
     async def rule(self, workspace_id: uuid.UUID | None, rule_id: uuid.UUID, *,
                    for_update: bool = False) -> ForwardingRule | None:
@@ -201,28 +217,30 @@ class ForwardingRepository:
             query = query.where(ForwardingRule.transformation_id == transformation_id)
         return int(await self.session.scalar(query))
 
-    async def stats(self, rule: ForwardingRule) -> RuleStats:
-        """Counters from the rule row; pending and lag from what is still to deliver."""
-        matching = matching_sql(rule)
-        row = (await self.session.execute(text(f"""
-            SELECT (SELECT count(*) FROM (SELECT 1 FROM events
-                        WHERE workspace_id = :workspace_id AND (commit_xid, id) > (:cursor_xid, :cursor_id) {matching}
-                        LIMIT {PENDING_COUNT_CAP}) AS ahead) AS ahead,
-                   (SELECT min(received_at) FROM (SELECT received_at FROM events
-                        WHERE workspace_id = :workspace_id AND (commit_xid, id) > (:cursor_xid, :cursor_id) {matching}
-                        ORDER BY commit_xid, id LIMIT 1) AS head) AS head_received_at,
-                   (SELECT count(*) FROM forwarding_retries WHERE rule_id = :rule_id) AS retrying,
-                   (SELECT min(e.received_at) FROM forwarding_retries r JOIN events e
-                        ON e.workspace_id = :workspace_id AND e.id = r.event_id WHERE r.rule_id = :rule_id) AS oldest_retry,
-                   now() AS now
-        """), {"workspace_id": rule.workspace_id, "cursor_xid": rule.cursor_xid, "cursor_id": rule.cursor_id,
-               "rule_id": rule.id, "event_types": rule.event_types or None, "event_names": rule.event_names or None,
-               })).one()
-        oldest = min((t for t in (row.head_received_at, row.oldest_retry) if t is not None), default=None)
-        lag = (row.now - oldest).total_seconds() if oldest is not None else 0.0
-        return RuleStats(delivered=rule.delivered, dead_lettered=rule.dead_lettered, pending=row.ahead + row.retrying,
-                         lag_seconds=round(max(lag, 0.0), 3), last_error=rule.last_error,
-                         last_delivered_at=rule.last_delivered_at)
+    async def stats(self, rules: list[ForwardingRule]) -> dict[uuid.UUID, RuleStats]:
+        """Each rule's stats, in one statement however many rules: counters from the rule row,
+        pending and lag from what is still to deliver, dead letters from their table."""
+        if not rules:
+            return {}
+        rows = (await self.session.execute(text(_STATS), {"ids": [rule.id for rule in rules]})).all()
+        by_id = {rule.id: rule for rule in rules}
+        out = {}
+        for row in rows:
+            rule = by_id[row.id]
+            last_error_at, last_delivered_at = rule.last_error_at, rule.last_delivered_at
+            out[rule.id] = RuleStats(
+                delivered=rule.delivered, dead_lettered=row.dead_now, dead_lettered_total=rule.dead_lettered,
+                pending=row.ahead + row.retrying, lag_seconds=lag_seconds(row.oldest, row.now),
+                last_error=rule.last_error, last_error_at=last_error_at, last_delivered_at=last_delivered_at,
+                healthy=rule.head_attempts == 0 and (last_error_at is None or (
+                    last_delivered_at is not None and last_delivered_at >= last_error_at)))
+        return out
+
+    async def lag_seconds(self, rule_id: uuid.UUID) -> float:
+        """The rule's lag as the stats say it, from its row as stored now (the forwarding
+        activity reports it after each batch, so the workflow's `status` agrees with the API)."""
+        row = (await self.session.execute(text(_LAG), {"ids": [rule_id]})).first()
+        return lag_seconds(row.oldest, row.now) if row is not None else 0.0
 
     # --- dead letters and attempts -----------------------------------------------------------
 
@@ -252,6 +270,36 @@ class ForwardingRepository:
 
     async def delete_rule(self, rule: ForwardingRule) -> None:
         await self.session.execute(delete(ForwardingRule).where(ForwardingRule.id == rule.id))
+
+
+def lag_seconds(oldest_undelivered: datetime | None, now: datetime) -> float:
+    """A rule's lag: how long the oldest event it has still to deliver (after its cursor, or
+    waiting for a retry) has been waiting; 0 when there is none."""
+    if oldest_undelivered is None:
+        return 0.0
+    return round(max((now - oldest_undelivered).total_seconds(), 0.0), 3)
+
+
+# What a rule has still to deliver, for rules `r` (forwarding_rules rows): its matching events
+# after its cursor, and its retries. One definition for the stats and the activity's lag.
+_AFTER_CURSOR = """
+    FROM events e WHERE e.workspace_id = r.workspace_id AND (e.commit_xid, e.id) > (r.cursor_xid, r.cursor_id)
+      AND (coalesce(cardinality(r.event_types), 0) = 0 OR e.type = ANY(r.event_types))
+      AND (coalesce(cardinality(r.event_names), 0) = 0 OR e.name = ANY(r.event_names))"""
+_OLDEST_UNDELIVERED = f"""
+    least((SELECT e.received_at {_AFTER_CURSOR} ORDER BY e.commit_xid, e.id LIMIT 1),
+          (SELECT min(e.received_at) FROM forwarding_retries fr JOIN events e
+               ON e.workspace_id = r.workspace_id AND e.id = fr.event_id WHERE fr.rule_id = r.id))"""
+_LAG = f"SELECT r.id, {_OLDEST_UNDELIVERED} AS oldest, now() AS now FROM forwarding_rules r WHERE r.id = ANY(:ids)"
+_STATS = f"""
+SELECT r.id,
+       (SELECT count(*) FROM (SELECT 1 {_AFTER_CURSOR} LIMIT {PENDING_COUNT_CAP}) AS ahead) AS ahead,
+       (SELECT count(*) FROM forwarding_retries fr WHERE fr.rule_id = r.id) AS retrying,
+       (SELECT count(*) FROM dead_letters d WHERE d.rule_id = r.id) AS dead_now,
+       {_OLDEST_UNDELIVERED} AS oldest,
+       now() AS now
+FROM forwarding_rules r WHERE r.id = ANY(:ids)
+"""
 
 
 def matching_sql(rule: ForwardingRule) -> str:

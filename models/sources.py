@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, CreatedAt, UUIDPrimaryKey
+from models.paging import CreatedPlace, page_by_creation
 
 ACTIVE, REVOKED = "active", "revoked"
 WRITE_KEY_PREFIX = "wk_"
@@ -59,9 +60,9 @@ class SourceRepository:
         await self.session.refresh(source)
         return source
 
-    async def list(self, workspace_id: uuid.UUID) -> list[EventSource]:
-        return list(await self.session.scalars(
-            select(EventSource).where(EventSource.workspace_id == workspace_id).order_by(EventSource.created_at)))
+    async def page(self, workspace_id: uuid.UUID, limit: int, after: CreatedPlace | None) -> tuple[list[EventSource], str | None]:
+        return await page_by_creation(self.session, select(EventSource).where(EventSource.workspace_id == workspace_id),
+                                      EventSource, limit, after)
 
     async def get(self, workspace_id: uuid.UUID, source_id: uuid.UUID) -> EventSource | None:
         source = await self.session.get(EventSource, source_id)

@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, CreatedAt, UUIDPrimaryKey
+from models.paging import CreatedPlace, page_by_creation
 
 DRAFT, ACTIVE, ERROR = "draft", "active", "error"
 
@@ -97,10 +98,10 @@ class TransformationRepository:
             query = query.with_for_update()
         return await self.session.scalar(query)
 
-    async def list(self, workspace_id: uuid.UUID) -> list[EventTransformation]:
-        return list(await self.session.scalars(
-            select(EventTransformation).where(EventTransformation.workspace_id == workspace_id)
-            .order_by(EventTransformation.created_at, EventTransformation.id)))
+    async def page(self, workspace_id: uuid.UUID, limit: int,
+                   after: CreatedPlace | None) -> tuple[list[EventTransformation], str | None]:
+        query = select(EventTransformation).where(EventTransformation.workspace_id == workspace_id)
+        return await page_by_creation(self.session, query, EventTransformation, limit, after)
 
     async def new_version(self, transformation: EventTransformation) -> None:
         """Record the transformation's current code as its next version (call after changing it)."""

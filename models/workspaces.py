@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, CreatedAt, UUIDPrimaryKey
+from models.paging import CreatedPlace, page_by_creation
 
 MASTER_KEY_PREFIX = "mk_"
 VISIBLE_PREFIX_LENGTH = 11  # "mk_" + 8 characters: enough to tell keys apart in a list
@@ -115,6 +116,11 @@ class MasterKeyRepository:
                 .values(last_used_at=func.now())
             )
         return key
+
+    async def page(self, workspace_id: uuid.UUID, limit: int,
+                   after: CreatedPlace | None) -> tuple[list[MasterKey], str | None]:
+        return await page_by_creation(self.session, select(MasterKey).where(MasterKey.workspace_id == workspace_id),
+                                      MasterKey, limit, after)
 
     async def list(self, workspace_id: uuid.UUID) -> list[MasterKey]:
         return list(

@@ -20,7 +20,7 @@ import uuid
 import aiohttp
 import pytest
 from aiohttp.abc import AbstractResolver
-from sqlalchemy import update
+from sqlalchemy import event, update
 from standardwebhooks.webhooks import Webhook
 from temporalio.client import WorkflowExecutionStatus
 
@@ -156,7 +156,9 @@ async def test_500_then_200_is_retried(client, workspace, source):
         async def settled():
             state = await rule_state(client, workspace, rule)
             assert state["stats"]["delivered"] == 1 and state["stats"]["dead_lettered"] == 0
-            assert state["stats"]["last_error"] == "HTTP 500"
+            # The error is remembered with its time, and the rule says it is healthy again.
+            assert state["stats"]["last_error"] == "HTTP 500" and state["stats"]["healthy"] is True
+            assert state["stats"]["last_delivered_at"] >= state["stats"]["last_error_at"]
         await eventually(settled)
         attempts = (await (await client.get(workspace.url(f"/event-forwarding-rules/{rule['id']}/deliveries"),
                                             headers=workspace.headers)).get_json())["data"]
@@ -362,6 +364,8 @@ async def test_redrive(client, workspace, source):
             assert (await (await client.get(url, headers=workspace.headers)).get_json())["data"] == []
             state = await rule_state(client, workspace, rule)
             assert state["stats"]["delivered"] == 3 and state["stats"]["pending"] == 0
+            # Dead letters now, and ever.
+            assert state["stats"]["dead_lettered"] == 0 and state["stats"]["dead_lettered_total"] == 3
         await eventually(none_left)
     finally:
         await sink.stop()
@@ -637,3 +641,65 @@ async def test_dns_rebinding_is_refused_at_connect_time(settings, sink):
     async with http_session(settings, ScriptedResolver("127.0.0.1")) as http:
         answer = await Sender(http, "webhook", {"url": url}, ["whsec_" + "A" * 32]).send(delivery)
     assert answer.outcome == "delivered" and len(sink.received) == 1
+
+
+async def test_a_held_rule_is_unhealthy_and_its_lag_is_one_figure(client, workspace, source, temporal_env):
+    """The API's stats and the workflow's `status` query measure lag the same way: the age of
+    the oldest event the rule has still to deliver."""
+    sink = await Sink(lambda request: Reply(503)).start()
+    try:
+        destination = await make_destination(client, workspace, sink.url)
+        rule = await make_rule(client, workspace, destination)
+        await track(client, source)
+        await sink.wait_for(lambda: len(sink.received) >= 2)
+        handle = temporal_env.client.get_workflow_handle_for(ForwardingWorkflow.run, workflow_id(rule["id"]))
+
+        async def held():
+            status = await handle.query(ForwardingWorkflow.status)
+            assert status.state == "held" and status.lag_seconds > 0
+            asked = time.monotonic()
+            stats = (await rule_state(client, workspace, rule))["stats"]
+            assert stats["healthy"] is False and stats["last_error"] == "HTTP 503"
+            assert stats["last_error_at"] is not None and stats["pending"] == 1
+            return status, stats, asked
+        status, stats, _ = await eventually(held)
+        # The status was measured at the rule's last attempt, the stats just now: the same figure
+        # but for the time between them (the backoff is at most retry_max_seconds, 3 s here).
+        assert status.lag_seconds <= stats["lag_seconds"] <= status.lag_seconds + 4
+    finally:
+        await sink.stop()
+
+
+async def test_destinations_show_the_max_in_flight_in_force(client, workspace, sink):
+    single = await make_destination(client, workspace, sink.url)
+    batched = await make_destination(client, workspace, sink.url, mode="batch")
+    chosen = await make_destination(client, workspace, sink.url, max_in_flight=3)
+    for destination, expected in ((single, 10), (batched, 1), (chosen, 3)):
+        assert destination["config"]["max_in_flight"] == expected
+        got = await (await client.get(workspace.url(f"/destinations/{destination['id']}"),
+                                      headers=workspace.headers)).get_json()
+        assert got["config"]["max_in_flight"] == expected
+
+
+async def test_listing_rules_reads_their_stats_in_one_statement(app, client, sessions, sink):
+    engine = app.app.extensions["headwater"].engine
+    statements: list[str] = []
+
+    def count(conn, cursor, statement, *args):
+        statements.append(statement)
+
+    counts = []
+    for rules in (1, 6):
+        workspace = await make_workspace(sessions)
+        destination = await make_destination(client, workspace, sink.url)
+        for _ in range(rules):
+            await make_rule(client, workspace, destination, enabled=False)
+        event.listen(engine.sync_engine, "before_cursor_execute", count)
+        try:
+            statements.clear()
+            listed = await client.get(workspace.url("/event-forwarding-rules"), headers=workspace.headers)
+            assert len((await listed.get_json())["data"]) == rules
+            counts.append(len(statements))
+        finally:
+            event.remove(engine.sync_engine, "before_cursor_execute", count)
+    assert counts[0] == counts[1], counts

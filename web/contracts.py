@@ -30,7 +30,7 @@ from models.timestamps import iso
 from web.auth import master_key_for_workspace, parse_uuid
 from web.cache import RefreshingCache
 from web.errors import APIError
-from web.jsonio import IsoDateTime, decoded_cursor, json_body, parse_query, reject_nulls
+from web.jsonio import IsoDateTime, PageQuery, decoded_cursor, json_body, parse_created_page, parse_query, reject_nulls
 from web.responses import json_response
 from web.services import Services, services
 
@@ -91,8 +91,7 @@ class ContractList(BaseModel):
     request_id: str
 
 
-class ContractQuery(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class ContractQuery(PageQuery):
     status: Literal["active", "archived"] | None = None
     event_type: EventType | None = None
     event_name: str | None = None
@@ -177,12 +176,15 @@ def already_active() -> APIError:
 @document_querystring(ContractQuery)
 @document_response(ContractList)
 async def list_contracts(workspace_id: uuid.UUID) -> Response:
-    query: ContractQuery = parse_query(ContractQuery)
+    """The workspace's contracts, oldest first, keyset-paginated."""
+    query, after = parse_created_page(ContractQuery)
     async with services().transaction() as session:
         repository = ContractRepository(session)
-        contracts = await repository.list(workspace_id, **query.model_dump())
+        contracts, next_cursor = await repository.page(workspace_id, query.limit, after,
+                                                       **query.model_dump(exclude={"limit", "cursor"}))
         counts = await repository.violation_counts([c.id for c in contracts])
-    return json_response({"data": [contract_json(c, counts.get(c.id, 0)) for c in contracts], "next_cursor": None})
+    return json_response({"data": [contract_json(c, counts.get(c.id, 0)) for c in contracts],
+                          "next_cursor": next_cursor})
 
 
 @blueprint.post("")

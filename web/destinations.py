@@ -12,14 +12,14 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator
 from quart import Blueprint, Response
-from quart_schema import document_response
+from quart_schema import document_querystring, document_response
 
 from activities.delivery import PrivateDestination, check_public
-from models.forwarding import Destination, ForwardingRepository
+from models.forwarding import Destination, ForwardingRepository, max_in_flight
 from models.timestamps import iso
 from web.auth import master_key_for_workspace, parse_uuid
 from web.errors import APIError
-from web.jsonio import json_body, reject_nulls, validation_details
+from web.jsonio import PageQuery, json_body, parse_created_page, reject_nulls, validation_details
 from web.responses import json_response
 from web.services import services
 
@@ -102,7 +102,10 @@ def new_signing_secret() -> str:
 
 
 def destination_json(d: Destination, *, with_secret: bool) -> dict[str, Any]:
-    body = {"id": str(d.id), "workspace_id": str(d.workspace_id), "name": d.name, "type": d.type, "config": d.config,
+    config = d.config
+    if d.type == "webhook":  # the value in force where the default applies
+        config = {**config, "max_in_flight": max_in_flight(d.type, config)}
+    body = {"id": str(d.id), "workspace_id": str(d.workspace_id), "name": d.name, "type": d.type, "config": config,
             "enabled": d.enabled, "created_at": iso(d.created_at), "updated_at": iso(d.updated_at)}
     if with_secret and d.type == "webhook":
         body["signing_secret"] = d.signing_secret
@@ -135,11 +138,13 @@ async def valid_config(destination_type: str, config: dict[str, Any]) -> dict[st
 
 @blueprint.get("")
 @master_key_for_workspace
+@document_querystring(PageQuery)
 async def list_destinations(workspace_id: uuid.UUID) -> Response:
-    """Every destination of the workspace (signing secrets are not listed)."""
+    """The workspace's destinations, oldest first, keyset-paginated (signing secrets are not listed)."""
+    query, after = parse_created_page()
     async with services().transaction() as session:
-        rows = await ForwardingRepository(session).destinations(workspace_id)
-    return json_response({"data": [destination_json(d, with_secret=False) for d in rows], "next_cursor": None})
+        rows, next_cursor = await ForwardingRepository(session).destinations(workspace_id, query.limit, after)
+    return json_response({"data": [destination_json(d, with_secret=False) for d in rows], "next_cursor": next_cursor})
 
 
 @blueprint.post("")

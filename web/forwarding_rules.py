@@ -22,13 +22,21 @@ from quart_schema import document_querystring, document_response
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.common import WorkflowIDConflictPolicy
 
-from models.forwarding import DeadLetter, DeliveryAttempt, ForwardingRepository, ForwardingRule
+from models.forwarding import DeadLetter, DeliveryAttempt, ForwardingRepository, ForwardingRule, RuleStats
 from models.paging import decode_seq_cursor
 from models.timestamps import iso
 from models.transformations import ACTIVE, TransformationRepository
 from web.auth import master_key_for_workspace, parse_uuid
 from web.errors import APIError
-from web.jsonio import IsoDateTime, decoded_cursor, json_body, parse_query, reject_nulls
+from web.jsonio import (
+    IsoDateTime,
+    PageQuery,
+    decoded_cursor,
+    json_body,
+    parse_created_page,
+    parse_query,
+    reject_nulls,
+)
 from web.responses import json_response
 from web.services import Services, TemporalUnavailable, services
 from workflows.control import start_forwarding, stop_forwarding
@@ -67,11 +75,14 @@ class UpdateRule(BaseModel):
 
 
 class RuleStatsOut(BaseModel):
+    healthy: bool  # not held, and the last thing that happened was a delivery, not an error
     delivered: int
-    dead_lettered: int
+    dead_lettered: int  # dead letters now (a redrive takes them back)
+    dead_lettered_total: int  # ever
     pending: int
-    lag_seconds: float
+    lag_seconds: float  # how long the oldest event still to deliver has been waiting
     last_error: str | None
+    last_error_at: str | None
     last_delivered_at: str | None
 
 
@@ -103,12 +114,6 @@ class RedriveRequest(BaseModel):
                                                                                           max_length=10_000)
 
 
-class PageQuery(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    limit: int = Field(default=100, ge=1, le=1000)
-    cursor: str | None = None
-
-
 class RecentQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
     limit: int = Field(default=50, ge=1, le=1000)
@@ -118,17 +123,22 @@ def rule_not_found() -> APIError:
     return APIError(404, "rule_not_found", "No such forwarding rule.")
 
 
-async def rule_json(repository: ForwardingRepository, rule: ForwardingRule) -> dict[str, Any]:
-    stats = await repository.stats(rule)
+def rule_json(rule: ForwardingRule, stats: RuleStats) -> dict[str, Any]:
     return {
         "id": str(rule.id), "workspace_id": str(rule.workspace_id), "name": rule.name,
         "destination_id": str(rule.destination_id), "event_types": rule.event_types, "event_names": rule.event_names,
         "transformation_id": str(rule.transformation_id) if rule.transformation_id else None, "enabled": rule.enabled,
-        "stats": {"delivered": stats.delivered, "dead_lettered": stats.dead_lettered, "pending": stats.pending,
+        "stats": {"healthy": stats.healthy, "delivered": stats.delivered, "dead_lettered": stats.dead_lettered,
+                  "dead_lettered_total": stats.dead_lettered_total, "pending": stats.pending,
                   "lag_seconds": stats.lag_seconds, "last_error": stats.last_error,
-                  "last_delivered_at": iso(stats.last_delivered_at)},
+                  "last_error_at": iso(stats.last_error_at), "last_delivered_at": iso(stats.last_delivered_at)},
         "created_at": iso(rule.created_at), "updated_at": iso(rule.updated_at),
     }
+
+
+async def with_stats(session: AsyncSession, rule: ForwardingRule) -> dict[str, Any]:
+    stats = await ForwardingRepository(session).stats([rule])
+    return rule_json(rule, stats[rule.id])
 
 
 async def check_references(session: AsyncSession, workspace_id: uuid.UUID, destination_id: uuid.UUID | None,
@@ -180,11 +190,15 @@ async def _get(session: AsyncSession, workspace_id: uuid.UUID, rule_id: str, *, 
 
 @blueprint.get("")
 @master_key_for_workspace
+@document_querystring(PageQuery)
 async def list_rules(workspace_id: uuid.UUID) -> Response:
+    """The workspace's rules with their stats, oldest first, keyset-paginated."""
+    query, after = parse_created_page()
     async with services().transaction() as session:
         repository = ForwardingRepository(session)
-        data = [await rule_json(repository, rule) for rule in await repository.rules(workspace_id)]
-    return json_response({"data": data, "next_cursor": None})
+        rules, next_cursor = await repository.rules(workspace_id, query.limit, after)
+        stats = await repository.stats(rules)
+    return json_response({"data": [rule_json(rule, stats[rule.id]) for rule in rules], "next_cursor": next_cursor})
 
 
 @blueprint.post("")
@@ -200,7 +214,7 @@ async def create_rule(workspace_id: uuid.UUID, body: CreateRule) -> Response:
         rule = await repository.add(ForwardingRule(
             id=uuid.uuid4(), workspace_id=workspace_id, cursor_xid=await repository.horizon(), cursor_id="",
             head_attempts=0, delivered=0, dead_lettered=0, **body.model_dump()))
-        out = await rule_json(repository, rule)
+        out = await with_stats(session, rule)
     out["workflow"] = await run_or_stop(svc, rule)
     return json_response(out, 201)
 
@@ -211,7 +225,7 @@ async def create_rule(workspace_id: uuid.UUID, body: CreateRule) -> Response:
 async def get_rule(workspace_id: uuid.UUID, rule_id: str) -> Response:
     async with services().transaction() as session:
         rule = await _get(session, workspace_id, rule_id)
-        return json_response(await rule_json(ForwardingRepository(session), rule))
+        return json_response(await with_stats(session, rule))
 
 
 @blueprint.put("/<rule_id>")
@@ -230,7 +244,7 @@ async def update_rule(workspace_id: uuid.UUID, rule_id: str, body: UpdateRule) -
             setattr(rule, name, value)
         rule.updated_at = datetime.now(UTC)
         await session.flush()
-        out = await rule_json(ForwardingRepository(session), rule)
+        out = await with_stats(session, rule)
     if "enabled" in changes:
         out["workflow"] = await run_or_stop(svc, rule)
     return json_response(out)

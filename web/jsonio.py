@@ -11,10 +11,11 @@ from datetime import datetime
 from typing import Annotated, Any, TypeVar
 
 import orjson
-from pydantic import BaseModel, BeforeValidator, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 from quart import request
 from quart_schema import document_request
 
+from models.paging import CreatedPlace, decode_created_cursor
 from models.timestamps import parse_iso
 from web.errors import APIError
 
@@ -203,3 +204,17 @@ def parse_query(model: type[BaseModel]) -> Any:
         return model.model_validate(args.to_dict())
     except ValidationError as exc:
         raise APIError(400, "invalid_query", "The query string is not valid.", validation_details(exc)) from None
+
+
+class PageQuery(BaseModel):
+    """`?limit=&cursor=` of a keyset-paginated list: pass a page's `next_cursor` back as `cursor`."""
+
+    model_config = ConfigDict(extra="forbid")
+    limit: int = Field(default=100, ge=1, le=1000)
+    cursor: str | None = None
+
+
+def parse_created_page(model: type[PageQuery] = PageQuery) -> tuple[Any, CreatedPlace | None]:
+    """The query of a list in creation order, and the place its cursor names."""
+    query = parse_query(model)
+    return query, decoded_cursor(query.cursor, decode_created_cursor)

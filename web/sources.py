@@ -9,7 +9,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, StringConstraints
 from quart import Blueprint, Response, g
-from quart_schema import document_response
+from quart_schema import document_querystring, document_response
 
 from models.canonical import Arrival, normalize
 from models.ids import new_event_id
@@ -19,7 +19,7 @@ from models.timestamps import iso, utcnow
 from web.auth import master_key_for_workspace, parse_uuid
 from web.errors import APIError
 from web.ingest import committed, queue_commit
-from web.jsonio import json_body, reject_nulls
+from web.jsonio import PageQuery, json_body, parse_created_page, reject_nulls
 from web.responses import json_response
 from web.services import services
 
@@ -85,11 +85,14 @@ def source_not_found() -> APIError:
 
 @blueprint.get("")
 @master_key_for_workspace
+@document_querystring(PageQuery)
 @document_response(SourceList)
 async def list_sources(workspace_id: uuid.UUID) -> Response:
+    """The workspace's sources, oldest first, keyset-paginated."""
+    query, after = parse_created_page()
     async with services().transaction() as session:
-        sources = await SourceRepository(session).list(workspace_id)
-    return json_response({"data": [source_json(s) for s in sources], "next_cursor": None})
+        sources, next_cursor = await SourceRepository(session).page(workspace_id, query.limit, after)
+    return json_response({"data": [source_json(s) for s in sources], "next_cursor": next_cursor})
 
 
 @blueprint.post("")

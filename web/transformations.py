@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, StringConstraints
 from quart import Blueprint, Response
-from quart_schema import document_response
+from quart_schema import document_querystring, document_response
 
 from activities.sandbox import TransformOutcome, TransformSourceError
 from models.forwarding import ForwardingRepository
@@ -20,7 +20,7 @@ from models.timestamps import iso
 from models.transformations import ACTIVE, DRAFT, ERROR, EventTransformation, TransformationRepository
 from web.auth import master_key_for_workspace, parse_uuid
 from web.errors import APIError
-from web.jsonio import json_body, reject_nulls
+from web.jsonio import PageQuery, json_body, parse_created_page, reject_nulls
 from web.responses import json_response
 from web.services import services
 
@@ -161,11 +161,14 @@ async def _load(workspace_id: uuid.UUID, transform_id: str) -> EventTransformati
 
 @blueprint.get("")
 @master_key_for_workspace
+@document_querystring(PageQuery)
 @document_response(TransformationList)
 async def list_transformations(workspace_id: uuid.UUID) -> Response:
+    """The workspace's transformations, oldest first, keyset-paginated."""
+    query, after = parse_created_page()
     async with services().transaction() as session:
-        rows = await TransformationRepository(session).list(workspace_id)
-    return json_response({"data": [transformation_json(t) for t in rows], "next_cursor": None})
+        rows, next_cursor = await TransformationRepository(session).page(workspace_id, query.limit, after)
+    return json_response({"data": [transformation_json(t) for t in rows], "next_cursor": next_cursor})
 
 
 @blueprint.post("")

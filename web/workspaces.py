@@ -8,7 +8,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, StringConstraints
 from quart import Blueprint, Response
-from quart_schema import document_response, security_scheme
+from quart_schema import document_querystring, document_response, security_scheme
 
 from models.timestamps import iso
 from models.workspaces import (
@@ -19,7 +19,7 @@ from models.workspaces import (
 )
 from web.auth import master_key_for_workspace, parse_uuid, require_admin_token
 from web.errors import APIError
-from web.jsonio import json_body
+from web.jsonio import PageQuery, json_body, parse_created_page
 from web.responses import json_response
 from web.services import services
 
@@ -106,12 +106,14 @@ async def get_workspace(workspace_id: uuid.UUID) -> Response:
 
 @blueprint.get("/<workspace_id>/master-keys")
 @master_key_for_workspace
+@document_querystring(PageQuery)
 @document_response(MasterKeyList)
 async def list_master_keys(workspace_id: uuid.UUID) -> Response:
-    """Every key of the workspace, revoked ones included; never a secret."""
+    """The workspace's keys, revoked ones included, oldest first, keyset-paginated; never a secret."""
+    query, after = parse_created_page()
     async with services().transaction() as session:
-        keys = await MasterKeyRepository(session).list(workspace_id)
-    return json_response({"data": [master_key_json(k) for k in keys], "next_cursor": None})
+        keys, next_cursor = await MasterKeyRepository(session).page(workspace_id, query.limit, after)
+    return json_response({"data": [master_key_json(k) for k in keys], "next_cursor": next_cursor})
 
 
 @blueprint.post("/<workspace_id>/master-keys")

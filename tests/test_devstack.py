@@ -155,3 +155,15 @@ def test_a_port_in_use_is_named_before_anything_starts(tmp_path):
     assert f"port {ports['temporal']} (the Temporal dev server) is already in use" in output
     assert "HEADWATER_TEMPORAL_PORT" in output
     assert "Headwater is up" not in output and not (tmp_path / "data" / "postgres").exists()
+
+
+def test_a_temporal_dev_server_that_fails_shows_its_log(tmp_path):
+    ports = {"api": free_port(), "pg": free_port(), "temporal": free_port(), "ui": free_port()}
+    (tmp_path / "data" / "temporal.db").mkdir(parents=True)  # a database file it cannot open
+    process, lines = start(tmp_path / "data", ports)
+    process.wait(timeout=120)
+    time.sleep(0.2)
+    output = "\n".join(lines)
+    assert process.returncode == 1, output
+    assert "Temporal dev server exited" in output and "the last lines of" in output, output
+    assert "Headwater is up" not in output

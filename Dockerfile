@@ -10,6 +10,9 @@ COPY web ./web
 COPY models ./models
 COPY activities ./activities
 COPY workflows ./workflows
+COPY forwarding ./forwarding
+COPY orchestration ./orchestration
+COPY ingest ./ingest
 COPY migrations ./migrations
 COPY devstack ./devstack
 COPY sdk ./sdk

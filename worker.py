@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import uuid
+from collections import defaultdict
 from datetime import timedelta
 from pathlib import Path
 from typing import Self
@@ -21,16 +23,18 @@ from temporalio.client import (
 )
 from temporalio.worker import Worker
 
-from activities.delivery import http_session
-from activities.forwarding import ForwardingActivities, RuleWaker
+from activities.forwarding import ForwardingActivities
 from activities.sandbox import SandboxLimits
 from activities.sandbox_process import SandboxProcess
 from activities.streams import StreamActivities
 from activities.transformations import Transformer
+from forwarding.delivery import http_session
+from forwarding.engine import ForwardingEngine
 from models.db import create_engine, session_factory
 from models.forwarding import ForwardingRepository
+from models.pubsub import CommitListener
+from orchestration.forwarding import start_forwarding, wake_forwarding
 from settings import Settings, get_settings
-from workflows.control import start_forwarding
 from workflows.forwarding import ForwardingWorkflow
 from workflows.params import StreamCleanupInput
 from workflows.redrive import RedriveWorkflow
@@ -47,6 +51,64 @@ RECONCILE_SECONDS = 60.0
 HEARTBEAT_SECONDS = 5.0
 
 
+class RuleWaker:
+    """Tells rule workflows that wait for events that their workspace just committed some.
+
+    A batch first `watch()`es its workspace (LISTEN on its pubsub topic, which every commit
+    NOTIFYs) and notes the workspace's generation; once caught up it `settle()`s: if anything
+    was committed since it read, it goes again at once, otherwise the rule is signalled `wake`
+    at the workspace's next commit, once. The check and the registration happen without an
+    await between them, so no commit falls between the two. Busy rules are never signalled.
+    """
+
+    def __init__(self, client: Client, dsn: str) -> None:
+        self.client = client
+        self._listener = CommitListener(dsn, self._heard, self._reconnected)
+        self._idle: dict[uuid.UUID, set[uuid.UUID]] = defaultdict(set)  # workspace → rules
+        self._generation: dict[uuid.UUID, int] = defaultdict(int)  # workspace → commits heard
+        self._tasks: set[asyncio.Task] = set()
+
+    async def watch(self, workspace_id: uuid.UUID) -> int | None:
+        """LISTEN for the workspace's commits (from now on); its current generation. Never
+        raises: None means "cannot tell", and the rule's idle timer covers the rest."""
+        try:
+            await self._listener.listen(workspace_id)
+        except Exception as exc:  # noqa: BLE001 — see the docstring
+            log.warning("waker: cannot listen for workspace %s: %s", workspace_id, exc)
+            return None
+        return self._generation[workspace_id]
+
+    def settle(self, workspace_id: uuid.UUID, rule_id: uuid.UUID, generation: int | None) -> bool:
+        """True if the workspace committed since `generation` (read again now); otherwise
+        the rule is woken at its next commit."""
+        if generation is None:
+            return False
+        if self._generation[workspace_id] != generation:
+            return True
+        self._idle[workspace_id].add(rule_id)
+        return False
+
+    def _reconnected(self) -> None:
+        for workspace_id in self._listener.workspaces:  # commits may have gone unheard
+            self._generation[workspace_id] += 1
+
+    def _heard(self, workspace_id: uuid.UUID, _payload: str) -> None:
+        self._generation[workspace_id] += 1
+        for rule_id in self._idle.pop(workspace_id, set()):
+            task = asyncio.create_task(self._wake(rule_id))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _wake(self, rule_id: uuid.UUID) -> None:
+        try:
+            await wake_forwarding(self.client, rule_id)
+        except Exception as exc:  # noqa: BLE001 — a rule that just ended; its timer covers the rest
+            log.debug("waker: could not wake %s: %s", rule_id, exc)
+
+    async def close(self) -> None:
+        await self._listener.close()
+
+
 class HeadwaterWorker:
     """The Temporal worker and what its activities need: the sandbox process for
     transformations, one HTTP client for deliveries, the waker for idle rules, and a loop that
@@ -59,8 +121,8 @@ class HeadwaterWorker:
         self.http = http_session(settings)  # one per worker, its connection pool shared by every rule
         self.waker = RuleWaker(client, settings.postgres_dsn)
         streams = StreamActivities(sessions)
-        forwarding = ForwardingActivities(sessions, Transformer(sessions, self.sandbox, settings), self.http, settings,
-                                          self.waker)
+        forwarding = ForwardingActivities(ForwardingEngine(sessions, Transformer(sessions, self.sandbox, settings),
+                                                           self.http, settings, self.waker))
         self.worker = Worker(
             client,
             task_queue=settings.task_queue,

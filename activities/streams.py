@@ -13,6 +13,7 @@ from models.idempotency import IdempotencyRepository
 from models.rate_limits import prune
 from models.streams import StreamRepository
 from workflows.params import (
+    ClaimState,
     ClaimStreamInput,
     ClaimStreamResult,
     ExpireStreamInput,
@@ -29,7 +30,7 @@ async def claim_stream(sessions: async_sessionmaker[AsyncSession], params: Claim
     async with sessions() as session, session.begin():
         outcome = await StreamRepository(session).claim(uuid.UUID(params.token), uuid.UUID(params.workspace_id))
     return ClaimStreamResult(
-        outcome=outcome.outcome,
+        outcome=ClaimState(outcome.outcome),
         event_count=outcome.event_count,
         claimed_by=str(outcome.claimed_by) if outcome.claimed_by else None,
     )

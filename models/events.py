@@ -24,7 +24,7 @@ from models.base import Base
 from models.canonical import CanonicalEvent
 from models.contracts import RecordedViolations
 from models.paging import cut_page
-from models.volume import COUNT_AND_ANNOUNCE
+from models.volume import count_and_announce
 
 
 class Event(Base):
@@ -166,7 +166,7 @@ WITH inserted AS (
     END AS violations) AS kept
     WHERE jsonb_array_length(kept.violations) > 0
     RETURNING violation_count
-), """ + COUNT_AND_ANNOUNCE + """
+), """ + count_and_announce("inserted") + """
 SELECT ARRAY(SELECT id FROM inserted) AS ids,
        (SELECT coalesce(sum(violation_count), 0) FROM violations) AS violations,
        (SELECT count(*) FROM counted) AS counted,

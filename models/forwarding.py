@@ -12,6 +12,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import (
@@ -131,6 +132,15 @@ class DeadLetter(Base):
     last_attempt_at: Mapped[datetime]
 
 
+class AttemptOutcome(StrEnum):
+    """What a request to a destination (a delivery attempt) came to, for its events."""
+
+    DELIVERED = "delivered"
+    RETRYING = "retrying"
+    DEAD_LETTERED = "dead_lettered"
+    HELD = "held"  # the destination refused the whole batch, or the rule could not deliver
+
+
 class DeliveryAttempt(Base):
     """One request to a destination (it may carry many events)."""
     __tablename__ = "delivery_attempts"
@@ -140,7 +150,7 @@ class DeliveryAttempt(Base):
     rule_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("forwarding_rules.id", ondelete="CASCADE"))
     attempted_at: Mapped[datetime] = mapped_column(server_default=func.now())
     event_ids: Mapped[list[str]] = mapped_column(ARRAY(Text))
-    outcome: Mapped[str] = mapped_column(String(16))  # delivered | retrying | dead_lettered | held
+    outcome: Mapped[str] = mapped_column(String(16))  # an AttemptOutcome
     status_code: Mapped[int | None]
     error: Mapped[str | None] = mapped_column(Text)
     response_excerpt: Mapped[str | None] = mapped_column(Text)

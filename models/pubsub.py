@@ -1,5 +1,5 @@
 """The commit announcements: every statement that stores events NOTIFYs their ids on the
-workspace's topic (`models.volume.COUNT_AND_ANNOUNCE`), and `CommitListener` hears them.
+workspace's topic (`models.volume.count_and_announce`), and `CommitListener` hears them.
 
 The live stream (one listener per API process) and forwarding's waker (one per worker) both
 follow workspaces this way.
@@ -21,6 +21,12 @@ def pubsub_topic(workspace_id: uuid.UUID) -> str:
     """The Postgres NOTIFY channel on which every committed group of this workspace's events
     is announced at commit: `{"count", "last_id", "ids"}`, at most 200 ids per notification."""
     return f"{TOPIC_PREFIX}{workspace_id.hex}"
+
+
+def pubsub_topic_sql(workspace_id_sql: str) -> str:
+    """`pubsub_topic` as an SQL expression of a uuid column, for statements that NOTIFY
+    (tests/test_observe.py checks that the two agree)."""
+    return f"'{TOPIC_PREFIX}' || replace(({workspace_id_sql})::text, '-', '')"
 
 
 def workspace_of_topic(channel: str) -> uuid.UUID:

@@ -32,7 +32,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from models.base import Base
 from models.rate_limits import LimitExceeded, Quota, consume
 from models.timestamps import utcnow
-from models.volume import COUNT_AND_ANNOUNCE
+from models.volume import count_and_announce
 
 ACTIVE, CLAIMED, EXPIRED = "active", "claimed", "expired"
 
@@ -251,7 +251,7 @@ class StreamRepository:
                     FROM stream_events WHERE token = :token
                     ON CONFLICT (id) DO NOTHING
                     RETURNING id, workspace_id, type, name, received_at
-                ), """ + COUNT_AND_ANNOUNCE + """
+                ), """ + count_and_announce("inserted") + """
                 SELECT (SELECT count(*) FROM inserted) AS moved, (SELECT count(*) FROM counted) AS counted,
                        (SELECT n FROM announced) AS announced
                 """

@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base
-from models.pubsub import TOPIC_PREFIX
+from models.pubsub import pubsub_topic_sql
 from models.timestamps import iso
 
 
@@ -32,25 +32,26 @@ class EventVolumeHourly(Base):
     event_count: Mapped[int] = mapped_column(BigInteger)
 
 
-# Appended to a statement whose CTE `inserted` RETURNs (id, workspace_id, type, name,
-# received_at) of the events it stored: counts them into their hours, and announces them on
-# each workspace's pubsub topic (`models.pubsub.pubsub_topic`) with their ids, 200 per NOTIFY
-# (a payload holds at most 8,000 bytes). Rows are upserted in key order, so two concurrent
-# commits lock shared rows in the same order and cannot deadlock.
-COUNT_AND_ANNOUNCE = """
+def count_and_announce(stored: str) -> str:
+    """Two CTEs, `counted` and `announced`, for a statement that stores events: its CTE named
+    `stored` RETURNs (id, workspace_id, type, name, received_at) of the events it stored; they
+    are counted into their hours and announced on each workspace's pubsub topic with their ids,
+    200 per NOTIFY (a payload holds at most 8,000 bytes). Rows are upserted in key order, so
+    two concurrent commits lock shared rows in the same order and cannot deadlock."""
+    return f"""
 counted AS (
     INSERT INTO event_volume_hourly AS v (workspace_id, hour_bucket, event_type, event_name, event_count)
     SELECT workspace_id, date_trunc('hour', received_at, 'UTC'), type, coalesce(name, ''), count(*)
-    FROM inserted GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4
+    FROM {stored} GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4
     ON CONFLICT (workspace_id, hour_bucket, event_type, event_name)
     DO UPDATE SET event_count = v.event_count + excluded.event_count
     RETURNING 1
 ), announced AS (
-    SELECT count(pg_notify('""" + TOPIC_PREFIX + """' || replace(c.workspace_id::text, '-', ''),
+    SELECT count(pg_notify({pubsub_topic_sql("c.workspace_id")},
                            json_build_object('count', c.n, 'last_id', c.ids[c.n], 'ids', c.ids)::text)) AS n
     FROM (SELECT workspace_id, count(*)::int AS n, array_agg(id ORDER BY id) AS ids
           FROM (SELECT workspace_id, id, (row_number() OVER (PARTITION BY workspace_id ORDER BY id) - 1) / 200 AS chunk
-                FROM inserted) AS numbered
+                FROM {stored}) AS numbered
           GROUP BY workspace_id, chunk) AS c
 )
 """

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
+import tomllib
 from pathlib import Path
 
 import yaml
@@ -59,8 +60,10 @@ def test_ports_agree_with_settings():
 
 def test_dockerfile_copies_what_the_services_run():
     dockerfile = (ROOT / "Dockerfile").read_text()
-    for part in ("web", "models", "activities", "workflows", "migrations", "alembic.ini", "worker.py",
-                 "settings.py"):
+    packages = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]
+    modules = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["py-modules"]
+    every_package = [name.rstrip("*") for name in packages["include"] if name != "headwater*"]  # sdk/headwater
+    for part in (*every_package, *(f"{m}.py" for m in modules), "migrations", "alembic.ini", "sdk"):
         assert re.search(rf"COPY .*\b{re.escape(part)}\b", dockerfile), part
 
 

@@ -24,9 +24,9 @@ from sqlalchemy import event, update
 from standardwebhooks.webhooks import Webhook
 from temporalio.client import WorkflowExecutionStatus
 
-from activities.delivery import Delivery, Sender, check_public, http_session
-from activities.forwarding import ForwardingActivities
 from activities.transformations import Transformer
+from forwarding.delivery import Delivery, Sender, check_public, http_session
+from forwarding.engine import ForwardingEngine
 from models.forwarding import ForwardingRule
 from tests.conftest import ApiProcess, WorkspaceKey, make_workspace
 from tests.sinks import Reply, Sink
@@ -473,12 +473,11 @@ async def test_private_addresses_refused(app, settings, workspace, sessions, san
     await track(client, source)
     strict_settings = settings.model_copy(update={"allow_private_destinations": False})
     async with aiohttp.ClientSession() as http:
-        activities = ForwardingActivities(sessions, Transformer(sessions, sandbox, strict_settings), http,
-                                          strict_settings)
+        engine = ForwardingEngine(sessions, Transformer(sessions, sandbox, strict_settings), http, strict_settings)
         await client.put(workspace.url(f"/event-forwarding-rules/{rule['id']}"), json={"enabled": True},
                          headers=workspace.headers)
         # (the real workflow may also run it; either way nothing reaches the sink from this run)
-        result = await activities._forward_batch(uuid.UUID(rule["id"]), 100)
+        result = await engine.forward_batch(uuid.UUID(rule["id"]), 100)
     assert result.state == "held" and "127.0.0.1" in result.last_error and "refused" in result.last_error
 
 

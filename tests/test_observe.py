@@ -15,11 +15,12 @@ import asyncpg
 import httpx
 import orjson
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from models.canonical import Arrival, normalize
 from models.events import commit_events
 from models.ids import new_event_id
+from models.pubsub import pubsub_topic, pubsub_topic_sql
 from models.workspaces import MasterKey
 from tests.conftest import ApiProcess, WorkspaceKey
 from web.live import sign_live_token
@@ -344,3 +345,12 @@ async def test_live_samples_past_its_rate_and_says_how_many_were_dropped(live_ap
         assert 50 <= delivered <= 300  # the rate is 100/s (a full bucket to start with)
     finally:
         await stream.close()
+
+
+async def test_the_pubsub_topic_is_the_same_in_sql_and_in_python(sessions):
+    """Statements NOTIFY on `pubsub_topic_sql`; listeners LISTEN on `pubsub_topic`."""
+    ids = [uuid.uuid4() for _ in range(5)]
+    async with sessions() as session:
+        rows = (await session.execute(text(f"SELECT {pubsub_topic_sql('w')} FROM unnest(CAST(:ids AS uuid[])) AS w"),
+                                      {"ids": ids})).scalars().all()
+    assert rows == [pubsub_topic(w) for w in ids]

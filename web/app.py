@@ -12,15 +12,15 @@ from quart_schema import Info, QuartSchema
 
 from activities.sandbox import SandboxLimits
 from activities.sandbox_process import SandboxProcess
+from ingest.contracts import ContractBook
+from ingest.group_commit import GroupCommitter
+from ingest.write_keys import WriteKeyCache
 from models.db import create_engine, session_factory
 from settings import Settings, get_settings
-from web.contracts import ContractBook
 from web.errors import register_error_handlers
-from web.group_commit import GroupCommitter
 from web.idempotency import register_idempotency
-from web.ingest import WriteKeyCache
 from web.ingest_lane import IngestLane
-from web.live import LiveHub
+from web.live_hub import LiveHub
 from web.responses import new_request_id
 from web.services import Services, TemporalGateway
 
@@ -54,7 +54,7 @@ def create_app(settings: Settings | None = None) -> Quart:
         await committer.start()
         app.extensions["headwater"] = Services(
             settings=settings, engine=engine, sessions=sessions, temporal=TemporalGateway(settings),
-            committer=committer, write_keys=WriteKeyCache(), contracts=ContractBook(),
+            committer=committer, write_keys=WriteKeyCache(sessions), contracts=ContractBook(sessions),
             sandbox=SandboxProcess(SandboxLimits.from_settings(settings)), live=LiveHub(settings.postgres_dsn),
         )
 

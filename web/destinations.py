@@ -14,7 +14,7 @@ from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, StringConstraints
 from quart import Blueprint, Response
 from quart_schema import document_querystring, document_response
 
-from activities.delivery import PrivateDestination, check_public
+from forwarding.delivery import PrivateDestination, check_public
 from models.forwarding import Destination, ForwardingRepository, max_in_flight
 from models.timestamps import iso
 from web.auth import master_key_for_workspace, parse_uuid

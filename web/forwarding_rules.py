@@ -26,6 +26,7 @@ from models.forwarding import DeadLetter, DeliveryAttempt, ForwardingRepository,
 from models.paging import decode_seq_cursor
 from models.timestamps import iso
 from models.transformations import ACTIVE, TransformationRepository
+from orchestration.forwarding import start_forwarding, stop_forwarding
 from web.auth import master_key_for_workspace, parse_uuid
 from web.errors import APIError
 from web.jsonio import (
@@ -39,7 +40,6 @@ from web.jsonio import (
 )
 from web.responses import json_response
 from web.services import Services, TemporalUnavailable, services
-from workflows.control import start_forwarding, stop_forwarding
 from workflows.params import RedriveInput, ReplayInput
 from workflows.redrive import RedriveWorkflow
 from workflows.replay import ReplayWorkflow

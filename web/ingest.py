@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import uuid
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -26,16 +25,16 @@ from quart import Blueprint, Response, request
 from quart_schema import document_response
 
 from activities.redaction import redact_event_body
+from ingest.contracts import enforce, public_violations
+from ingest.group_commit import CommitFailed
+from ingest.write_keys import Source
 from models.canonical import Arrival, CanonicalEvent, EventRejected, normalize
 from models.contracts import RecordedViolations
 from models.ids import new_event_id, new_event_ids
-from models.sources import REVOKED, Redaction, SourceRepository
+from models.sources import REVOKED, Redaction
 from models.timestamps import utcnow
-from web.cache import RefreshingCache
 from web.clientip import client_ip
-from web.contracts import enforce, public_violations
 from web.errors import APIError
-from web.group_commit import CommitFailed
 from web.jsonio import (
     exact_numbers,
     find_nul,
@@ -51,7 +50,6 @@ blueprint = Blueprint("ingest", __name__, url_prefix="/v1")
 
 MAX_REQUEST_BYTES = 500 * 1024
 MAX_BATCH_EVENTS = 2500
-KEY_CACHE_SECONDS = 1.0  # a revoked key stops working on every process within this (+ a query)
 
 
 @dataclass(frozen=True)
@@ -75,30 +73,6 @@ class Body:
     data: dict[str, Any]
     may_hold_nul: bool
     exact: Any  # the body with integers kept exact, when it may hold one out of range (web.jsonio)
-
-
-@dataclass(frozen=True)
-class Source:
-    id: uuid.UUID
-    workspace_id: uuid.UUID
-    status: str
-    redact: Redaction = Redaction.AUDIT
-
-
-class WriteKeyCache:
-    """Write key → source, remembered for a second per process (misses too), so the hot
-    path does not query Postgres per request and a revocation still lands within 2 s."""
-
-    def __init__(self) -> None:
-        self._cache: RefreshingCache[Source | None] = RefreshingCache(KEY_CACHE_SECONDS)
-
-    async def lookup(self, svc: Services, key: str) -> Source | None:
-        async def load() -> Source | None:
-            async with svc.sessions() as session:
-                row = await SourceRepository(session).by_key(key)
-            return Source(row.id, row.workspace_id, row.status, Redaction(row.redact)) if row is not None else None
-
-        return await self._cache.get(key, load)
 
 
 class TrackOut(BaseModel):
@@ -182,7 +156,7 @@ async def authenticate(svc: Services, wire: WireRequest, data: dict[str, Any]) -
     if not key:
         raise APIError(401, "missing_write_key", "Send the source's write key: X-Write-Key header, "
                        "HTTP Basic username, ?writeKey= or writeKey in the body.")
-    source = await svc.write_keys.lookup(svc, key) if len(key) <= 64 else None
+    source = await svc.write_keys.lookup(key) if len(key) <= 64 else None
     if source is None:
         raise APIError(401, "invalid_write_key", "Unknown write key.")
     if source.status == REVOKED:
@@ -237,7 +211,7 @@ async def ingest_single(svc: Services, wire: WireRequest, event_type: str | None
     if out_of_range is not None:
         raise number_out_of_range(out_of_range)
     event_id = new_event_id()
-    book = await svc.contracts.for_workspace(svc, source.workspace_id)
+    book = await svc.contracts.for_workspace(source.workspace_id)
     try:
         event = redacted(normalize(data, event_type=event_type, event_id=event_id,
                                    arrival=Arrival(source.workspace_id, source.id, utcnow(), wire.client_ip)),
@@ -247,7 +221,7 @@ async def ingest_single(svc: Services, wire: WireRequest, event_type: str | None
     recorded = RecordedViolations()
     blocked, violations = enforce(book, event, recorded)
     # A blocked event's violations are recorded; the event is not stored. One event is tens of
-    # microseconds of work: unlike a batch, it needs no turn (web.group_commit).
+    # microseconds of work: unlike a batch, it needs no turn (ingest.group_commit).
     duplicates = await committed(queue_commit(svc, [] if blocked else [event], recorded))
     if blocked:
         raise APIError(422, "contract_violation", "The event violates its contract, which blocks it: nothing was "
@@ -274,7 +248,7 @@ async def ingest_batch(svc: Services, wire: WireRequest) -> dict[str, Any]:
         raise number_out_of_range(out_of_range)
     exact_items = exact.get("batch") or []
     arrival = Arrival(source.workspace_id, source.id, utcnow(), wire.client_ip, envelope)
-    book = await svc.contracts.for_workspace(svc, source.workspace_id)
+    book = await svc.contracts.for_workspace(source.workspace_id)
     events, rejected, recorded = [], [], RecordedViolations()
     async with svc.committer.turn():
         ids = new_event_ids(len(items))

@@ -8,21 +8,19 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, TypeVar
+from typing import TypeVar
 
 from quart import current_app
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from temporalio.client import Client
 from temporalio.service import RPCError
 
+from activities.sandbox_process import SandboxProcess
+from ingest.contracts import ContractBook
+from ingest.group_commit import GroupCommitter
+from ingest.write_keys import WriteKeyCache
 from settings import Settings
-
-if TYPE_CHECKING:
-    from activities.sandbox_process import SandboxProcess
-    from web.contracts import ContractBook
-    from web.group_commit import GroupCommitter
-    from web.ingest import WriteKeyCache
-    from web.live import LiveHub
+from web.live_hub import LiveHub
 
 log = logging.getLogger("headwater.web")
 

@@ -17,8 +17,8 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
-    from activities.forwarding import ForwardingActivities
-    from workflows.params import ForwardBatchInput, ForwardingInput, ForwardingStatus
+    from workflows.activity_stubs import forward_batch
+    from workflows.params import BatchState, ForwardBatchInput, ForwardingInput, ForwardingStatus, RuleState
 
 # After a batch that was not full, the next one lingers this long before reading: a trickle of
 # events then costs a few batches a second per rule, not one per commit (Temporal's dev server
@@ -53,9 +53,9 @@ class ForwardingWorkflow:
             if self._stop:
                 return self._stopped()
             self._wake = False  # a signal from here on is news the next wait must not miss
-            status.state, status.batch_in_flight = "delivering", True
-            result = await workflow.execute_activity_method(
-                ForwardingActivities.forward_batch,
+            status.state, status.batch_in_flight = RuleState.DELIVERING, True
+            result = await workflow.execute_activity(
+                forward_batch,
                 ForwardBatchInput(rule_id=params.rule_id, max_events=params.batch_size, linger_seconds=linger),
                 start_to_close_timeout=timedelta(minutes=10),
                 heartbeat_timeout=timedelta(seconds=10),
@@ -68,13 +68,13 @@ class ForwardingWorkflow:
             status.lag_seconds, status.attempts = result.lag_seconds, result.head_attempts
             status.last_error = result.last_error or status.last_error
             linger = 0.0 if result.more else LINGER_SECONDS
-            if result.state in ("gone", "disabled"):
+            if result.state in (BatchState.GONE, BatchState.DISABLED):
                 return self._stopped()
-            if result.state == "held":
-                status.state = "held"
+            if result.state == BatchState.HELD:
+                status.state = RuleState.HELD
                 await wait(lambda: self._stop, result.hold_seconds)
             elif not (result.more or result.news):
-                status.state = "waiting"
+                status.state = RuleState.WAITING
                 await wait(lambda: self._wake or self._stop, params.idle_seconds)
             if workflow.info().is_continue_as_new_suggested():
                 break
@@ -84,7 +84,7 @@ class ForwardingWorkflow:
 
     def _stopped(self) -> ForwardingStatus:
         assert self._status is not None
-        self._status.state = "stopped"
+        self._status.state = RuleState.STOPPED
         return self._status
 
     @workflow.signal

@@ -7,6 +7,39 @@ defaults, so histories recorded before a change still decode.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
+
+
+class ClaimState(StrEnum):
+    CLAIMED = "claimed"
+    ALREADY_CLAIMED = "already_claimed"
+    NOT_FOUND = "not_found"
+    EXPIRED = "expired"
+
+
+class ExpiryOutcome(StrEnum):
+    EXPIRED = "expired"
+    CLAIMED = "claimed"
+
+
+class BatchState(StrEnum):
+    """How a forwarding batch (or a replay page) ended."""
+
+    OK = "ok"
+    HELD = "held"  # the destination refused the whole batch, or the rule cannot deliver now
+    DISABLED = "disabled"  # the rule was disabled: its workflow ends
+    GONE = "gone"  # the rule was deleted: its workflow ends
+    DONE = "done"  # a replay found nothing more
+
+
+class RuleState(StrEnum):
+    """What a forwarding workflow is doing, as its `status` query says."""
+
+    STARTING = "starting"
+    DELIVERING = "delivering"
+    WAITING = "waiting"
+    HELD = "held"
+    STOPPED = "stopped"
 
 
 @dataclass
@@ -17,7 +50,7 @@ class StreamExpiryInput:
 
 @dataclass
 class StreamExpiryResult:
-    outcome: str  # "expired" | "claimed"
+    outcome: ExpiryOutcome
     events_deleted: int = 0
 
 
@@ -29,7 +62,7 @@ class ClaimStreamInput:
 
 @dataclass
 class ClaimStreamResult:
-    outcome: str  # "claimed" | "already_claimed" | "not_found" | "expired"
+    outcome: ClaimState
     event_count: int = 0
     claimed_by: str | None = None
 
@@ -74,7 +107,7 @@ class ForwardBatchInput:
 
 @dataclass
 class ForwardBatchResult:
-    state: str  # "ok" | "held" (the destination refused the whole batch) | "disabled" | "gone"
+    state: BatchState
     delivered: int = 0
     dead_lettered: int = 0
     retrying: int = 0
@@ -91,7 +124,7 @@ class ForwardBatchResult:
 class ForwardingStatus:
     """What the `status` query answers (for operators in the Temporal UI)."""
     rule_id: str
-    state: str = "starting"  # starting | delivering | waiting | held | stopped
+    state: RuleState = RuleState.STARTING
     cursor: str = ""
     lag_seconds: float = 0.0
     batch_in_flight: bool = False
@@ -114,7 +147,7 @@ class ReplayInput:
 
 @dataclass
 class ReplayBatchResult:
-    state: str  # "ok" | "held" | "done" | "gone"
+    state: BatchState
     after_xid: int = 0
     after_id: str = ""
     replayed: int = 0

@@ -10,7 +10,7 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.forwarding import ForwardingActivities
+    from workflows.activity_stubs import redrive_dead_letters
     from workflows.forwarding import ForwardingWorkflow, workflow_id
     from workflows.params import RedriveInput, RedriveResult
 
@@ -19,8 +19,8 @@ with workflow.unsafe.imports_passed_through():
 class RedriveWorkflow:
     @workflow.run
     async def run(self, params: RedriveInput) -> RedriveResult:
-        result = await workflow.execute_activity_method(
-            ForwardingActivities.redrive_dead_letters, params, start_to_close_timeout=timedelta(seconds=60),
+        result = await workflow.execute_activity(
+            redrive_dead_letters, params, start_to_close_timeout=timedelta(seconds=60),
             retry_policy=RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=10),
                                      maximum_attempts=20),
         )

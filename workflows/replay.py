@@ -11,8 +11,8 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
-    from activities.forwarding import ForwardingActivities
-    from workflows.params import ReplayBatchResult, ReplayInput
+    from workflows.activity_stubs import replay_batch
+    from workflows.params import BatchState, ReplayBatchResult, ReplayInput
 
 PAGES_PER_RUN = 200
 
@@ -22,14 +22,14 @@ class ReplayWorkflow:
     @workflow.run
     async def run(self, params: ReplayInput) -> ReplayBatchResult:
         for _ in range(PAGES_PER_RUN):
-            result = await workflow.execute_activity_method(
-                ForwardingActivities.replay_batch, params,
+            result = await workflow.execute_activity(
+                replay_batch, params,
                 start_to_close_timeout=timedelta(minutes=10), heartbeat_timeout=timedelta(seconds=10),
                 retry_policy=RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30)),
             )
-            if result.state in ("done", "gone"):
+            if result.state in (BatchState.DONE, BatchState.GONE):
                 return result
-            if result.state == "held":
+            if result.state == BatchState.HELD:
                 await workflow.sleep(timedelta(seconds=result.hold_seconds))
                 continue
             params = replace(params, after_xid=result.after_xid, after_id=result.after_id, replayed=result.replayed)

@@ -10,8 +10,8 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.streams import StreamActivities
-    from workflows.params import ClaimStreamInput, ClaimStreamResult
+    from workflows.activity_stubs import claim_stream
+    from workflows.params import ClaimState, ClaimStreamInput, ClaimStreamResult
     from workflows.stream_expiry import StreamExpiryWorkflow
     from workflows.stream_expiry import workflow_id as expiry_workflow_id
 
@@ -24,8 +24,8 @@ def workflow_id(token: str) -> str:
 class StreamClaimWorkflow:
     @workflow.run
     async def run(self, params: ClaimStreamInput) -> ClaimStreamResult:
-        result = await workflow.execute_activity_method(
-            StreamActivities.claim_stream,
+        result = await workflow.execute_activity(
+            claim_stream,
             params,
             start_to_close_timeout=timedelta(seconds=30),
             retry_policy=RetryPolicy(initial_interval=timedelta(milliseconds=200),
@@ -33,7 +33,7 @@ class StreamClaimWorkflow:
         )
         workflow.logger.info("claim of stream %s by %s: %s (%d events)", params.token,
                              params.workspace_id, result.outcome, result.event_count)
-        if result.outcome == "claimed":
+        if result.outcome == ClaimState.CLAIMED:
             expiry = workflow.get_external_workflow_handle_for(
                 StreamExpiryWorkflow.run, expiry_workflow_id(params.token)
             )

@@ -9,7 +9,7 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
-    from activities.streams import StreamActivities
+    from workflows.activity_stubs import sweep_expired_streams
     from workflows.params import StreamCleanupInput, StreamCleanupResult
 
 SCHEDULE_ID = "stream-cleanup"
@@ -22,8 +22,8 @@ class StreamCleanupWorkflow:
     async def run(self, params: StreamCleanupInput) -> StreamCleanupResult:
         total = StreamCleanupResult()
         for _ in range(MAX_ROUNDS):
-            result = await workflow.execute_activity_method(
-                StreamActivities.sweep_expired_streams,
+            result = await workflow.execute_activity(
+                sweep_expired_streams,
                 params,
                 start_to_close_timeout=timedelta(minutes=2),
                 retry_policy=RetryPolicy(maximum_interval=timedelta(minutes=1), maximum_attempts=10),

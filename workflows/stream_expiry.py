@@ -9,9 +9,10 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
-    from activities.streams import StreamActivities
+    from workflows.activity_stubs import expire_stream
     from workflows.params import (
         ExpireStreamInput,
+        ExpiryOutcome,
         StreamExpiryInput,
         StreamExpiryResult,
     )
@@ -32,17 +33,17 @@ class StreamExpiryWorkflow:
         try:
             await workflow.wait_condition(lambda: self._claimed, timeout=delay)
             workflow.logger.info("stream %s claimed; expiry cancelled", params.token)
-            return StreamExpiryResult(outcome="claimed")
+            return StreamExpiryResult(outcome=ExpiryOutcome.CLAIMED)
         except TimeoutError:
             pass
-        result = await workflow.execute_activity_method(
-            StreamActivities.expire_stream,
+        result = await workflow.execute_activity(
+            expire_stream,
             ExpireStreamInput(token=params.token),
             start_to_close_timeout=timedelta(seconds=60),
             retry_policy=RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=5)),
         )
         workflow.logger.info("stream %s expired, %d events deleted", params.token, result.events_deleted)
-        return StreamExpiryResult(outcome="expired", events_deleted=result.events_deleted)
+        return StreamExpiryResult(outcome=ExpiryOutcome.EXPIRED, events_deleted=result.events_deleted)
 
     @workflow.signal
     def stream_claimed(self) -> None:

@@ -1,5 +1,5 @@
-"""Starting and stopping forwarding workflows from outside Temporal (the API, the worker's
-reconciler); never called from inside a workflow."""
+"""Starting, waking and stopping forwarding workflows from outside Temporal (the API, the
+worker's reconciler and waker); never called from inside a workflow."""
 
 from __future__ import annotations
 

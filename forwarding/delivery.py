@@ -21,6 +21,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
+from enum import StrEnum
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -37,6 +38,16 @@ RETRYABLE_STATUSES = {408, 429}
 USER_AGENT = "Headwater-Forwarder/0.1"
 
 
+class Outcome(StrEnum):
+    """What became of an event: a destination's answer (delivered, retry, permanent), or its
+    transformation's (dropped; a failed transformation is permanent)."""
+
+    DELIVERED = "delivered"  # 2xx
+    RETRY = "retry"  # network error, timeout, 408, 429, 5xx: try again later
+    PERMANENT = "permanent"  # any other status: the receiver will not change its mind
+    DROPPED = "dropped"  # the transformation returned nothing
+
+
 class PrivateDestination(OSError):
     """The destination's host resolves to an address we must not send to. An OSError, so that
     aiohttp reports it from a connection attempt as a connection error (a `retry` answer)."""
@@ -44,7 +55,7 @@ class PrivateDestination(OSError):
 
 @dataclass
 class Answer:
-    outcome: str  # delivered | retry | permanent
+    outcome: Outcome
     status: int | None = None
     error: str | None = None
     excerpt: str | None = None
@@ -123,10 +134,10 @@ def classify(status: int, headers: Any, content: bytes, started: float) -> Answe
     duration = (time.perf_counter() - started) * 1000
     excerpt = content[:EXCERPT_CHARS * 4].decode("utf-8", "replace")[:EXCERPT_CHARS] if content else None
     if 200 <= status < 300:
-        return Answer("delivered", status, duration_ms=duration)
+        return Answer(Outcome.DELIVERED, status, duration_ms=duration)
     if status in RETRYABLE_STATUSES or status >= 500:
-        return Answer("retry", status, f"HTTP {status}", excerpt, retry_after(headers), duration)
-    return Answer("permanent", status, f"HTTP {status}", excerpt, duration_ms=duration)
+        return Answer(Outcome.RETRY, status, f"HTTP {status}", excerpt, retry_after(headers), duration)
+    return Answer(Outcome.PERMANENT, status, f"HTTP {status}", excerpt, duration_ms=duration)
 
 
 def retry_after(headers: Any) -> float | None:
@@ -176,12 +187,12 @@ class Sender:
                 content = await response.content.read(EXCERPT_CHARS * 4)
                 return classify(response.status, response.headers, content, started)
         except TimeoutError:
-            return Answer("retry", None, f"timed out after {self.timeout * 1000:.0f} ms",
+            return Answer(Outcome.RETRY, None, f"timed out after {self.timeout * 1000:.0f} ms",
                           duration_ms=(time.perf_counter() - started) * 1000)
         except (aiohttp.ClientError, OSError) as exc:
             refused = getattr(exc, "os_error", None)  # the connector's PublicOnlyResolver said no
             error = f"refused: {refused}" if isinstance(refused, PrivateDestination) else f"{type(exc).__name__}: {exc}"
-            return Answer("retry", None, error[:EXCERPT_CHARS],
+            return Answer(Outcome.RETRY, None, error[:EXCERPT_CHARS],
                           duration_ms=(time.perf_counter() - started) * 1000)
 
     @property

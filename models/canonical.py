@@ -15,6 +15,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
+from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 import orjson
@@ -28,8 +29,21 @@ from pydantic import (
 
 from models.timestamps import iso, parse_iso
 
-SEGMENT_TYPES = ("track", "identify", "page", "screen", "group", "alias")
-EVENT_TYPES = (*SEGMENT_TYPES, "audit")
+
+class EventType(StrEnum):
+    """Every type of event Headwater stores: Segment's six, and audit events. The one list."""
+
+    TRACK = "track"
+    IDENTIFY = "identify"
+    PAGE = "page"
+    SCREEN = "screen"
+    GROUP = "group"
+    ALIAS = "alias"
+    AUDIT = "audit"
+
+
+EVENT_TYPES = tuple(EventType)
+SEGMENT_TYPES = tuple(t for t in EventType if t is not EventType.AUDIT)
 MAX_EVENT_BYTES = 32 * 1024
 MAX_NAME_LENGTH = 512
 MAX_ID_LENGTH = 512

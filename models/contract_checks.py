@@ -22,10 +22,13 @@ from typing import Any, NamedTuple
 from jsonschema import Draft202012Validator, FormatChecker
 from jsonschema.exceptions import SchemaError, ValidationError
 
+from models.canonical import EventType
+
 ALLOW, WARN, BLOCK, STRIP = "allow", "warn", "block", "strip"
 ENFORCEMENT_MODES = (ALLOW, WARN, BLOCK)
 UNDECLARED_POLICIES = (ALLOW, WARN, BLOCK, STRIP)
-CONTRACT_EVENT_TYPES = ("track", "identify", "page", "screen", "group", "audit")
+# An alias carries no payload to check.
+CONTRACT_EVENT_TYPES = tuple(t for t in EventType if t is not EventType.ALIAS)
 CHECKED_FIELD = {"track": "properties", "page": "properties", "screen": "properties",
                  "identify": "traits", "group": "traits", "audit": "metadata"}
 KINDS = ("required_missing", "type_mismatch", "undeclared_field", "format", "enum", "other")

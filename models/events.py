@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import base64
 import uuid
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import asyncpg
 import orjson
+from pydantic import BaseModel, ConfigDict
 from sqlalchemy import BigInteger, Index, String, Text, select, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -24,6 +24,7 @@ from models.base import Base
 from models.canonical import CanonicalEvent
 from models.contracts import RecordedViolations
 from models.paging import cut_page
+from models.timestamps import IsoDateTime
 from models.volume import count_and_announce
 
 
@@ -59,8 +60,12 @@ class Event(Base):
     )
 
 
-@dataclass(frozen=True)
-class EventFilters:
+class EventFilters(BaseModel):
+    """The events API's filters (the list and the export): each one a column equal to the value
+    given, but `since` and `until`, a range of the event `timestamp`. Declared once: a new
+    filter is a field here (and its column)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
     type: str | None = None
     name: str | None = None
     category: str | None = None
@@ -69,8 +74,11 @@ class EventFilters:
     anonymous_id: str | None = None
     actor_id: str | None = None
     tenant_id: str | None = None
-    since: datetime | None = None
-    until: datetime | None = None
+    since: IsoDateTime | None = None
+    until: IsoDateTime | None = None
+
+
+EQUALITY_FILTERS = tuple(name for name in EventFilters.model_fields if name not in ("since", "until"))
 
 
 def encode_cursor(event_id: str) -> str:
@@ -99,7 +107,7 @@ class EventRepository:
 
     def _filtered(self, workspace_id: uuid.UUID, filters: EventFilters):
         query = select(Event.id, Event.body).where(Event.workspace_id == workspace_id)
-        for column in ("type", "name", "category", "source_id", "user_id", "anonymous_id", "actor_id", "tenant_id"):
+        for column in EQUALITY_FILTERS:
             value = getattr(filters, column)
             if value is not None:
                 query = query.where(getattr(Event, column) == value)

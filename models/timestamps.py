@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from pydantic import BeforeValidator
 
 
 def utcnow() -> datetime:
@@ -23,3 +26,11 @@ def parse_iso(value: str) -> datetime:
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
     return parsed.astimezone(UTC)
+
+
+def _iso_or_value(value: Any) -> Any:
+    return parse_iso(value) if isinstance(value, str) else value
+
+
+# A datetime given as ISO 8601 (with `Z` or an offset), parsed the one way the API parses times.
+IsoDateTime = Annotated[datetime, BeforeValidator(_iso_or_value)]

@@ -7,12 +7,14 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, field_validator
 from quart import Blueprint, Response
 from quart_schema import document_querystring, document_response
 from sqlalchemy.exc import IntegrityError
 
+from models.canonical import EventType
 from models.contract_checks import (
+    CONTRACT_EVENT_TYPES,
     SchemaInvalid,
     compile_schema,
 )
@@ -31,18 +33,27 @@ from web.services import services
 
 blueprint = Blueprint("contracts", __name__, url_prefix="/api/v1/workspaces/<workspace_id>/event-contracts")
 
-EventType = Literal["track", "identify", "page", "screen", "group", "audit"]
 Mode = Literal["allow", "warn", "block"]
 Undeclared = Literal["allow", "warn", "block", "strip"]
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 EventName = Annotated[str, StringConstraints(min_length=1, max_length=512)]
 
 
+def _checkable(value: EventType) -> EventType:
+    if value not in CONTRACT_EVENT_TYPES:
+        raise ValueError(f"{value} events carry no payload to check; contracts cover "
+                         f"{', '.join(CONTRACT_EVENT_TYPES)}")
+    return value
+
+
+ContractEventType = Annotated[EventType, AfterValidator(_checkable)]
+
+
 class CreateContract(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: Name
     description: Annotated[str, StringConstraints(max_length=2000)] | None = None
-    event_type: EventType
+    event_type: ContractEventType
     event_name: EventName | None = None
     schema_definition: dict[str, Any]
     enforcement_mode: Mode = "warn"
@@ -54,7 +65,7 @@ class UpdateContract(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: Name | None = None
     description: Annotated[str, StringConstraints(max_length=2000)] | None = None
-    event_type: EventType | None = None
+    event_type: ContractEventType | None = None
     event_name: EventName | None = None
     schema_definition: dict[str, Any] | None = None
     enforcement_mode: Mode | None = None
@@ -87,7 +98,7 @@ class ContractList(BaseModel):
 
 class ContractQuery(PageQuery):
     status: Literal["active", "archived"] | None = None
-    event_type: EventType | None = None
+    event_type: ContractEventType | None = None
     event_name: str | None = None
 
 

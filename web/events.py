@@ -14,7 +14,7 @@ from models.events import EventFilters, EventRepository, decode_cursor
 from models.volume import VolumeRepository
 from web.auth import master_key_for_workspace
 from web.errors import APIError
-from web.jsonio import IsoDateTime, decoded_cursor, parse_query
+from web.jsonio import decoded_cursor, parse_query
 from web.responses import json_response
 from web.services import services
 
@@ -24,20 +24,9 @@ MAX_LIMIT = 1000
 EXPORT_PAGE = 1000
 
 
-class EventQuery(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class EventQuery(EventFilters):
     limit: int = Field(default=100, ge=1, le=MAX_LIMIT)
     cursor: str | None = None
-    type: str | None = None
-    name: str | None = None
-    category: str | None = None
-    source_id: uuid.UUID | None = None
-    user_id: str | None = None
-    anonymous_id: str | None = None
-    actor_id: str | None = None
-    tenant_id: str | None = None
-    since: IsoDateTime | None = None
-    until: IsoDateTime | None = None
 
 
 class EventOut(BaseModel):

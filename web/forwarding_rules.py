@@ -22,6 +22,7 @@ from quart_schema import document_querystring, document_response
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.common import WorkflowIDConflictPolicy
 
+from models.canonical import EventType
 from models.forwarding import DeadLetter, DeliveryAttempt, ForwardingRepository, ForwardingRule, RuleStats
 from models.paging import decode_seq_cursor
 from models.timestamps import iso
@@ -50,7 +51,6 @@ blueprint = Blueprint("forwarding_rules", __name__,
                       url_prefix="/api/v1/workspaces/<workspace_id>/event-forwarding-rules")
 
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
-EventType = Literal["track", "identify", "page", "screen", "group", "alias", "audit"]
 EventName = Annotated[str, StringConstraints(min_length=1, max_length=512)]
 
 

@@ -7,16 +7,15 @@ import functools
 import json
 import re
 from collections.abc import Callable
-from datetime import datetime
-from typing import Annotated, Any, TypeVar
+from typing import Any, TypeVar
 
 import orjson
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from quart import request
 from quart_schema import document_request
 
 from models.paging import CreatedPlace, decode_created_cursor
-from models.timestamps import parse_iso
+from models.timestamps import IsoDateTime  # noqa: F401 — re-exported for the web layer
 from web.errors import APIError
 
 Model = TypeVar("Model", bound=BaseModel)
@@ -187,12 +186,6 @@ def reject_nulls(changes: dict[str, Any], fields: tuple[str, ...]) -> None:
                            [{"field": name, "message": "cannot be null"}])
 
 
-def _iso_or_value(value: Any) -> Any:
-    return parse_iso(value) if isinstance(value, str) else value
-
-
-# A datetime given as ISO 8601 (with `Z` or an offset), parsed the one way the API parses times.
-IsoDateTime = Annotated[datetime, BeforeValidator(_iso_or_value)]
 
 
 def parse_query(model: type[BaseModel]) -> Any:

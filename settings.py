@@ -126,7 +126,8 @@ def environment_variables() -> dict[str, str]:
     names = {}
     for field_name, field in Settings.model_fields.items():
         alias = field.validation_alias
-        names[field_name] = alias.choices[0] if isinstance(alias, AliasChoices) else f"HEADWATER_{field_name.upper()}"
+        first = alias.choices[0] if isinstance(alias, AliasChoices) else None
+        names[field_name] = first if isinstance(first, str) else f"HEADWATER_{field_name.upper()}"
     return names
 
 

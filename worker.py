@@ -10,6 +10,7 @@ import uuid
 from collections import defaultdict
 from datetime import timedelta
 from pathlib import Path
+from types import TracebackType
 from typing import Self
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -141,10 +142,11 @@ class HeadwaterWorker:
                                                    name="worker-heartbeat"))
         return self
 
-    async def __aexit__(self, *exc: object) -> None:
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        traceback: TracebackType | None) -> None:
         for task in self._tasks:
             task.cancel()
-        await self.worker.__aexit__(*exc)
+        await self.worker.__aexit__(exc_type, exc, traceback)
         await self.waker.close()
         await self.http.close()
         await asyncio.to_thread(self.sandbox.close)

@@ -123,6 +123,16 @@ def _is_phone(match: str) -> bool:
     return 8 <= len(_digits(match)) <= 15
 
 
+# Hints: a simple pattern that every match of the detector's own contains, several times
+# cheaper to look for than the detector (whose look-behinds run at every position).
+_AWS_HINT = re.compile(r"A(?:KIA|SIA|BIA|CCA|GPA|IDA|ROA|NPA|NVA|IPA)")
+_IBAN_HINT = re.compile(r"[A-Z]{2}\d\d")
+_SSN_HINT = re.compile(r"\d{3}[- ]\d\d[- ]\d{4}")
+_IPV4_HINT = re.compile(r"\d\.\d{1,3}\.\d{1,3}\.\d")
+_NANP_HINT = re.compile(r"\d{3}[-. ]\d{4}")
+_TRUNK_HINT = re.compile(r"(?:^|[^\w.-])0\d{1,4}[ .-]\d")
+_API_KEY_HINT = re.compile(r"[sprm]k_|whsec_|gh[pousr]_|github_pat_|glpat-|xox|AIza|sk-|SG\.|npm_|shp")
+
 # (kind, pattern, validator, precondition on (text, digit count)). Earlier entries win
 # overlaps. The preconditions are cheap tests that skip a regex that cannot match: each names
 # a character or a count without which its pattern has no match.
@@ -143,15 +153,6 @@ _DETECTORS: list[tuple[str, re.Pattern[str], Callable[[str], bool] | None, Preco
     ("phone", _PHONE_NANP, None, lambda t, d: d >= 10 and _NANP_HINT.search(t) is not None),
     ("phone", _PHONE_TRUNK, _is_phone, lambda t, d: d >= 8 and _TRUNK_HINT.search(t) is not None),
 ]
-# Hints: a simple pattern that every match of the detector's own contains, several times
-# cheaper to look for than the detector (whose look-behinds run at every position).
-_AWS_HINT = re.compile(r"A(?:KIA|SIA|BIA|CCA|GPA|IDA|ROA|NPA|NVA|IPA)")
-_IBAN_HINT = re.compile(r"[A-Z]{2}\d\d")
-_SSN_HINT = re.compile(r"\d{3}[- ]\d\d[- ]\d{4}")
-_IPV4_HINT = re.compile(r"\d\.\d{1,3}\.\d{1,3}\.\d")
-_NANP_HINT = re.compile(r"\d{3}[-. ]\d{4}")
-_TRUNK_HINT = re.compile(r"(?:^|[^\w.-])0\d{1,4}[ .-]\d")
-_API_KEY_HINT = re.compile(r"[sprm]k_|whsec_|gh[pousr]_|github_pat_|glpat-|xox|AIza|sk-|SG\.|npm_|shp")
 # A string with none of these characters and no digit can only hold a secret that one of the
 # first five detectors finds (each has its own cheap hint).
 _TEXT_ONLY_HINTS = ("@", ":", "PRIVATE KEY", "eyJ", "earer")

@@ -203,22 +203,25 @@ class SandboxProcess:
             self._stop()
             return self._request(request, expected_steps)
         seen, last_change = 0, time.monotonic()
+        process, progress = self._process, self._progress
+        assert process is not None and progress is not None
         while True:
             if self._conn.poll(0.05):
                 try:
                     return self._conn.recv()
                 except (EOFError, OSError):
                     return self._died(self._crash_reason())
-            done = self._progress.value
+            done = progress.value
             now = time.monotonic()
             if done != seen:
                 seen, last_change = done, now
             elif now - last_change > step_deadline:
                 return self._died(f"the transformation ran longer than {self.limits.time_ms} ms and was stopped")
-            if self._process.poll() is not None:
+            if process.poll() is not None:
                 return self._died(self._crash_reason())
 
     def _died(self, reason: str) -> Any:
+        assert self._progress is not None
         completed = self._progress.value
         self._stop()
         self.deaths += 1
@@ -226,6 +229,7 @@ class SandboxProcess:
 
     def _crash_reason(self) -> str:
         try:
+            assert self._process is not None
             code = self._process.wait(1)
         except subprocess.TimeoutExpired:
             code = None

@@ -21,12 +21,16 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cli import ensure_default_workspace
 from devstack.migrate import upgrade
 from devstack.processes import child_preexec, stop_process, wait_for_port
 from devstack.temporal import start_dev_server
 from settings import Settings, get_settings
+
+if TYPE_CHECKING:  # imported when needed: the embedded server is an optional extra
+    from devstack.postgres import EmbeddedPostgres
 
 log = logging.getLogger("headwater.devstack")
 
@@ -75,7 +79,7 @@ class Supervisor:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.data_dir = settings.data_dir.resolve()
-        self.postgres = None
+        self.postgres: EmbeddedPostgres | None = None
         self.children: list[Child] = []
         self.stopping = False
 

@@ -211,13 +211,14 @@ class ForwardingEngine:
             rows = await EventReader(session).after_cursor(
                 rule, NO_HORIZON, self.settings.forward_batch_size, since=datetime.fromisoformat(params.since),
                 upper=(params.upper_xid, params.upper_id), after=(params.after_xid, params.after_id))
-        here = {"after_xid": params.after_xid, "after_id": params.after_id, "replayed": params.replayed}
         if not rows:
-            return ReplayBatchResult(state=BatchState.DONE, **here)
+            return ReplayBatchResult(state=BatchState.DONE, after_xid=params.after_xid, after_id=params.after_id,
+                                     replayed=params.replayed)
         assert destination is not None
         snapshot = await self._snapshot(rule)
         if await self._held_reason(destination, snapshot) is not None:
-            return ReplayBatchResult(state=BatchState.HELD, hold_seconds=self.hold_seconds(1, None), **here)
+            return ReplayBatchResult(state=BatchState.HELD, hold_seconds=self.hold_seconds(1, None),
+                                     after_xid=params.after_xid, after_id=params.after_id, replayed=params.replayed)
         batch = await self._run(rule, destination, snapshot, rows)
         # Recorded like a batch's outcomes, without moving the cursor.
         async with self.sessions() as session:

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from forwarding.delivery import Outcome
 from forwarding.outcomes import Batch, Settlement
+from models.base import rows_affected
 from models.forwarding import AttemptOutcome
 
 ATTEMPT_LOG_KEEP = 1000  # delivery attempts kept per rule
@@ -41,7 +42,7 @@ class OutcomeRecorder:
         """), {"rule_id": rule_id, "from_xid": started_from[0], "from_id": started_from[1], "cursor_xid": to[0],
                "cursor_id": to[1], "held": held, "moved": new_cursor is not None and new_cursor != started_from,
                "delivered": settled.delivered, "dead": settled.dead, "last_error": settled.last_error})
-        if moved.rowcount == 0:
+        if rows_affected(moved) == 0:
             return False
         if settled.done_ids:
             await self.session.execute(text("DELETE FROM forwarding_retries WHERE rule_id = :rule_id "

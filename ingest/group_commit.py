@@ -114,7 +114,8 @@ class GroupCommitter:
                 conn.terminate()
 
     def _take_group(self) -> list[_Request]:
-        group, size = [], 0
+        group: list[_Request] = []
+        size = 0
         while self._pending and (not group or size + len(self._pending[0].events) <= MAX_GROUP_EVENTS):
             request = self._pending.pop(0)
             group.append(request)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import Any, cast
 
-from sqlalchemy import DateTime, MetaData, func
+from sqlalchemy import CursorResult, DateTime, MetaData, Result, func
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 NAMING = {
@@ -20,6 +21,12 @@ NAMING = {
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
     type_annotation_map = {datetime: DateTime(timezone=True)}  # noqa: RUF012 — SQLAlchemy's own idiom
+
+
+def rows_affected(result: Result[Any]) -> int:
+    """How many rows an INSERT, UPDATE or DELETE touched (SQLAlchemy types every result of
+    `session.execute` as a Result; a DML statement's is a CursorResult)."""
+    return cast(CursorResult[Any], result).rowcount or 0
 
 
 class UUIDPrimaryKey:

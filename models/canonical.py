@@ -127,7 +127,8 @@ class EventRejected(Exception):
 
 @dataclass(slots=True)
 class CanonicalEvent:
-    """A normalized event: the row's indexed columns plus the canonical JSON body."""
+    """A normalized event: its canonical JSON body, and what the ingest path reads beside it
+    (the group commit reads the row's columns out of the body itself)."""
 
     id: str
     workspace_id: uuid.UUID
@@ -135,12 +136,6 @@ class CanonicalEvent:
     type: str
     name: str | None
     message_id: str | None
-    user_id: str | None
-    anonymous_id: str | None
-    tenant_id: str | None
-    actor_id: str | None
-    category: str | None
-    timestamp: datetime
     received_at: datetime
     body: dict[str, Any]
 
@@ -273,7 +268,7 @@ def normalize(message: dict[str, Any], *, event_type: str | None, event_id: str,
              "received_at": arrival.received}
 
     if kind == "audit":
-        return _audit(raw, common, times, context, integrations, timestamp, received_at, workspace_id, source_id)
+        return _audit(raw, common, times, context, integrations, received_at, workspace_id, source_id)
 
     user_id = _identifier(raw, "user_id")
     anonymous_id = _identifier(raw, "anonymous_id")
@@ -307,8 +302,9 @@ def normalize(message: dict[str, Any], *, event_type: str | None, event_id: str,
                 raise EventRejected("validation_failed", "previous_id is required", "previous_id")
         body.update(context=context, integrations=integrations, **times)
         body = {key: body[key] for key in sorted(body, key=_jsonb_key_order)}
-    return CanonicalEvent(event_id, workspace_id, source_id, kind, body["name"], message_id, user_id, anonymous_id,
-                          None, None, None, timestamp, received_at, body)
+    event_name = body["name"]
+    assert event_name is None or isinstance(event_name, str)
+    return CanonicalEvent(event_id, workspace_id, source_id, kind, event_name, message_id, received_at, body)
 
 
 # jsonb keeps an object's keys sorted by length, then bytes, and sorts every object it parses:
@@ -318,7 +314,9 @@ def _jsonb_key_order(key: str) -> tuple[int, str]:
     return len(key), key
 
 
-def _audit(raw, common, times, context, integrations, timestamp, received_at, workspace_id, source_id):
+def _audit(raw: dict[str, Any], common: dict[str, Any], times: dict[str, Any], context: dict[str, Any],
+           integrations: dict[str, Any], received_at: datetime, workspace_id: uuid.UUID,
+           source_id: uuid.UUID | None) -> CanonicalEvent:
     fields = {k: v for k, v in raw.items()
               if k not in ("type", "message_id", "timestamp", "original_timestamp", "sent_at", "context",
                            "integrations")}
@@ -329,12 +327,8 @@ def _audit(raw, common, times, context, integrations, timestamp, received_at, wo
         field = ".".join(str(p) for p in first["loc"])
         raise EventRejected("validation_failed", f"{field}: {first['msg']}", field) from None
     body = {**common, **audit_body(audit), "context": context, "integrations": integrations, **times}
-    return CanonicalEvent(
-        id=common["id"], workspace_id=workspace_id, source_id=source_id, type="audit", name=audit["action"],
-        message_id=common["message_id"], user_id=None, anonymous_id=None, tenant_id=audit["tenant_id"],
-        actor_id=audit["actor"]["id"], category=audit["category"], timestamp=timestamp, received_at=received_at,
-        body=body,
-    )
+    return CanonicalEvent(id=common["id"], workspace_id=workspace_id, source_id=source_id, type="audit",
+                          name=audit["action"], message_id=common["message_id"], received_at=received_at, body=body)
 
 
 def audit_body(event: dict[str, Any]) -> dict[str, Any]:

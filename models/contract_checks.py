@@ -17,7 +17,7 @@ import copy
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 from jsonschema import Draft202012Validator, FormatChecker
 from jsonschema.exceptions import SchemaError, ValidationError
@@ -283,6 +283,7 @@ class CompiledContract:
     def _plain_check(self, body: dict[str, Any]) -> Outcome:
         value = body.get(self.field)
         violations: list[Violation] = []
+        assert self.fast is not None  # the plain check is chosen only with a compiled one
         self.fast(value if value.__class__ is dict else _EMPTY, violations)
         if not violations:
             return _PASSED
@@ -327,7 +328,7 @@ def _violations_of(error: ValidationError, base: str) -> list[Violation]:
     if kind == "required_missing":
         match = re.match(r"^'(.*)' is a required property$", error.message, re.DOTALL)
         name = match.group(1) if match else next(
-            (n for n in error.validator_value if isinstance(error.instance, dict) and n not in error.instance), "")
+            (n for n in cast(list[str], error.validator_value) if isinstance(error.instance, dict) and n not in error.instance), "")
         return [Violation(base + _pointer([*path, name]), kind, f"{name!r} is required")]
     return [Violation(base + _pointer(path), kind, _clip(error.message))]
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import uuid
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -193,7 +194,7 @@ async def commit_events(
     conn: asyncpg.Connection,
     events: list[CanonicalEvent],
     *,
-    touch_sources: list[uuid.UUID] = (),
+    touch_sources: Sequence[uuid.UUID] = (),
     violations: RecordedViolations | None = None,
 ) -> dict[str, str]:
     """Store `events` in one statement (see `_COMMIT_GROUP`) with their hourly counts and

@@ -34,7 +34,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
-from models.base import Base, CreatedAt, UUIDPrimaryKey
+from models.base import Base, CreatedAt, UUIDPrimaryKey, rows_affected
 from models.paging import CreatedPlace, cut_page, encode_seq_cursor, page_by_creation
 
 # Events committed by transactions older than every running one: the forwarding horizon.
@@ -72,8 +72,10 @@ class Destination(UUIDPrimaryKey, CreatedAt, Base):
     def signing_secrets(self, now: datetime) -> list[str]:
         """The secrets that sign a request sent `now`: the current one, and the previous one
         during its overlap."""
-        current = [self.signing_secret] if self.signing_secret else []
-        return current + ([self.previous_secret] if self.previous_secret_signs(now) else [])
+        secrets = [self.signing_secret] if self.signing_secret else []
+        if self.previous_secret is not None and self.previous_secret_signs(now):
+            secrets.append(self.previous_secret)
+        return secrets
 
 
 class ForwardingRule(UUIDPrimaryKey, CreatedAt, Base):
@@ -225,7 +227,7 @@ class ForwardingRepository:
             query = query.where(ForwardingRule.destination_id == destination_id)
         if transformation_id is not None:
             query = query.where(ForwardingRule.transformation_id == transformation_id)
-        return int(await self.session.scalar(query))
+        return int(await self.session.scalar(query) or 0)
 
     async def stats(self, rules: list[ForwardingRule]) -> dict[uuid.UUID, RuleStats]:
         """Each rule's stats, in one statement however many rules: counters from the rule row,
@@ -276,7 +278,7 @@ class ForwardingRepository:
             SELECT rule_id, event_id, 0, now(), now() FROM moved
             ON CONFLICT (rule_id, event_id) DO UPDATE SET next_attempt_at = now()
         """), {"rule_id": rule_id, "event_ids": event_ids})
-        return moved.rowcount or 0
+        return rows_affected(moved)
 
     async def delete_rule(self, rule: ForwardingRule) -> None:
         await self.session.execute(delete(ForwardingRule).where(ForwardingRule.id == rule.id))

@@ -11,7 +11,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
-from models.base import Base
+from models.base import Base, rows_affected
 
 KEEP_FOR = timedelta(hours=24)
 # A key whose first request never finished (its process died) is free again after this.
@@ -48,15 +48,14 @@ class IdempotencyRepository:
         """Take `key` for a request about to run (None), or return what it holds: the kept
         answer, or one still running. An expired or abandoned key is taken over."""
         table = IdempotencyKey.__table__
-        statement = insert(IdempotencyKey).values(caller=caller, key=key, fingerprint=fingerprint)
-        statement = statement.on_conflict_do_update(
+        taken = insert(IdempotencyKey).values(caller=caller, key=key, fingerprint=fingerprint).on_conflict_do_update(
             index_elements=[table.c.caller, table.c.key],
             set_={"fingerprint": fingerprint, "status": None, "content_type": None, "body": None,
                   "created_at": func.now()},
             where=(table.c.created_at < func.now() - KEEP_FOR)
             | (table.c.status.is_(None) & (table.c.created_at < func.now() - ABANDONED_AFTER)),
         ).returning(table.c.key)
-        if (await self.session.execute(statement)).first() is not None:
+        if (await self.session.execute(taken)).first() is not None:
             return None
         row = (await self.session.execute(
             text("SELECT fingerprint, status, content_type, body FROM idempotency_keys "
@@ -77,4 +76,4 @@ class IdempotencyRepository:
     async def purge_expired(self) -> int:
         result = await self.session.execute(delete(IdempotencyKey).where(
             IdempotencyKey.created_at < func.now() - KEEP_FOR))
-        return result.rowcount or 0
+        return rows_affected(result)

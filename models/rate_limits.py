@@ -9,7 +9,7 @@ from sqlalchemy import Integer, String, delete, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
-from models.base import Base
+from models.base import Base, rows_affected
 from models.timestamps import utcnow
 
 
@@ -90,4 +90,4 @@ async def prune(session: AsyncSession, older_than: timedelta) -> int:
     result = await session.execute(
         delete(RateLimitCounter).where(RateLimitCounter.window_start < utcnow() - older_than)
     )
-    return result.rowcount or 0
+    return rows_affected(result)

@@ -86,7 +86,3 @@ class SourceRepository:
                                        .values(status=REVOKED, updated_at=func.now()))
             await self.session.refresh(source)
         return source
-
-    async def touch(self, source_ids: list[uuid.UUID]) -> None:
-        await self.session.execute(update(EventSource).where(EventSource.id.in_(source_ids))
-                                   .values(last_used_at=func.now()))

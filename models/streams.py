@@ -29,7 +29,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
-from models.base import Base
+from models.base import Base, rows_affected
 from models.rate_limits import LimitExceeded, Quota, consume
 from models.timestamps import utcnow
 from models.volume import count_and_announce
@@ -209,7 +209,7 @@ class StreamRepository:
                     StreamEvent.token == token, StreamEvent.idempotency_key.in_(keys)
                 )
             )
-            known = dict(rows.all())
+            known = {key: event_id for key, event_id in rows.all() if key is not None}
         ids: list[str] = []
         fresh: list[NewStreamEvent] = []
         for event in events:
@@ -291,4 +291,4 @@ class StreamRepository:
     async def _purge(self, tokens: list[uuid.UUID]) -> int:
         deleted = await self.session.execute(delete(StreamEvent).where(StreamEvent.token.in_(tokens)))
         await self.session.execute(update(Stream).where(Stream.token.in_(tokens)).values(status=EXPIRED))
-        return deleted.rowcount or 0
+        return rows_affected(deleted)

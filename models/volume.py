@@ -76,4 +76,4 @@ class VolumeRepository:
 
 def iso_hour(value: datetime) -> str:
     """`2024-01-15T14:00:00Z`: the reference shows hour buckets without milliseconds."""
-    return iso(value).replace(".000Z", "Z")
+    return (iso(value) or "").replace(".000Z", "Z")

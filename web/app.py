@@ -103,5 +103,5 @@ def create_app(settings: Settings | None = None) -> Quart:
                       forwarding_rules.blueprint, ingest.blueprint):
         app.register_blueprint(blueprint)
     if settings.ingest_lane:
-        app.asgi_app = IngestLane(app, app.asgi_app)  # type: ignore[method-assign]
+        app.asgi_app = IngestLane(app, app.asgi_app)  # type: ignore[method-assign,assignment]
     return app

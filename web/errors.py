@@ -73,8 +73,9 @@ def register_error_handlers(app: Quart) -> None:
         status = error.code or 500
         code, message = _HTTP_CODES.get(status, ("http_error", error.description or "HTTP error."))
         headers = {}
-        if status == 405 and getattr(error, "valid_methods", None):
-            headers["Allow"] = ", ".join(error.valid_methods)
+        allowed = getattr(error, "valid_methods", None)  # a 405's
+        if status == 405 and allowed:
+            headers["Allow"] = ", ".join(allowed)
         return error_response(APIError(status, code, message, headers=headers))
 
     @app.errorhandler(Exception)

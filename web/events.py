@@ -4,6 +4,7 @@ export, and the hourly volume. The live stream is in `web.live`."""
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field
@@ -71,7 +72,7 @@ class VolumeRow(BaseModel):
     event_count: int
 
 
-def parse_event_query(model: type[EventQuery] = EventQuery) -> tuple[EventQuery, str | None]:
+def parse_event_query(model: type[EventQuery | ExportQuery] = EventQuery) -> tuple[Any, str | None]:
     query = parse_query(model)
     return query, decoded_cursor(query.cursor, decode_cursor)
 
@@ -90,8 +91,8 @@ async def event_volume(workspace_id: uuid.UUID) -> Response:
     return json_response(rows)
 
 
-class ExportQuery(EventQuery):
-    limit: None = None  # the export has no page size: it streams everything that matches
+class ExportQuery(EventFilters):
+    cursor: str | None = None  # the export has no page size: it streams everything that matches
 
 
 @blueprint.get("/export")

@@ -13,6 +13,7 @@ from quart import Quart, Response, g, request
 
 from models.idempotency import IdempotencyRepository
 from web.errors import APIError
+from web.jsonio import body_bytes
 from web.services import services
 
 log = logging.getLogger("headwater.web")
@@ -42,7 +43,7 @@ def register_idempotency(app: Quart) -> None:
             raise APIError(400, "invalid_idempotency_key", f"{HEADER} must be 1 to {MAX_KEY_LENGTH} characters.")
         caller = _digest(request.headers.get("Authorization", "").encode())
         fingerprint = _digest(request.method.encode(), request.full_path.encode(),
-                              await request.get_data(as_text=False))
+                              await body_bytes())
         async with services().transaction() as session:
             kept = await IdempotencyRepository(session).begin(caller, key, fingerprint)
         if kept is None:

@@ -36,6 +36,7 @@ from models.timestamps import utcnow
 from web.clientip import client_ip
 from web.errors import APIError
 from web.jsonio import (
+    body_bytes,
     exact_numbers,
     find_nul,
     find_out_of_range,
@@ -239,7 +240,7 @@ async def ingest_batch(svc: Services, wire: WireRequest) -> dict[str, Any]:
         raise APIError(400, "invalid_batch", "The body must be {\"batch\": [...]}.")
     if len(items) > MAX_BATCH_EVENTS:
         raise APIError(413, "batch_too_large", f"A batch holds at most {MAX_BATCH_EVENTS} events; got {len(items)}.")
-    envelope = {k: data[k] for k in ("context", "integrations", "sentAt", "sent_at") if k in data}
+    envelope: dict[str, Any] = {k: data[k] for k in ("context", "integrations", "sentAt", "sent_at") if k in data}
     if may_hold_nul and find_nul(envelope) is not None:
         raise APIError(400, "invalid_string", "Strings must not contain the NUL character (\\u0000).")
     exact = body.exact if isinstance(body.exact, dict) else {}
@@ -292,7 +293,7 @@ async def quart_wire(svc: Services) -> WireRequest:
     ip = client_ip(svc.settings.trusted_proxies)
     return WireRequest(
         headers={name.lower(): value for name, value in request.headers.items()}, query=request.args,
-        body=await request.get_data(as_text=False), client_ip=None if ip == "unknown" else ip,
+        body=await body_bytes(), client_ip=None if ip == "unknown" else ip,
     )
 
 

@@ -87,12 +87,18 @@ def parse_json_bytes(raw: bytes) -> Any:
                        {"position": exc.pos}) from None
 
 
+async def body_bytes() -> bytes:
+    """The request body as bytes (Quart's `get_data` is typed to return text or bytes)."""
+    data = await request.get_data(as_text=False)
+    return data if isinstance(data, bytes) else data.encode()
+
+
 async def read_json(*, allow_text_plain: bool = False) -> Any:
     """The request body as JSON. 415 for another content type, 400 for empty or malformed."""
     mimetype = request.mimetype
     if not (is_json_mimetype(mimetype) or (allow_text_plain and mimetype == "text/plain")):
         raise APIError(415, "unsupported_media_type", "Send a JSON body with Content-Type: application/json.")
-    raw = await request.get_data(as_text=False)
+    raw = await body_bytes()
     data = parse_json_bytes(raw)
     check_numbers(raw)
     nul = find_nul(data)
@@ -159,7 +165,7 @@ def json_body(model: type[Model], *, optional: bool = False) -> Callable:
     def decorator(func: Callable) -> Callable:
         @functools.wraps(func)
         async def wrapper(*args: Any, **kwargs: Any) -> Any:
-            empty = optional and not (await request.get_data(as_text=False)).strip()
+            empty = optional and not (await body_bytes()).strip()
             body = parse_model(model, {} if empty else await read_json_object())
             return await func(*args, body=body, **kwargs)
 

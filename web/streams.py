@@ -154,7 +154,7 @@ async def ingest(token: str) -> Response:
 
     events = parse_events(await read_json_object(), settings.stream_max_batch)
     now = utcnow()
-    received_at = iso(now)
+    received_at = iso(now) or ""
     prepared: list[NewStreamEvent] = []
     redacted_total = 0
     for event in events:

@@ -40,7 +40,7 @@ class CreateTransformation(BaseModel):
     source_code: SourceCode
     test_input: dict[str, Any] | None = None
     test_output: dict[str, Any] | list[dict[str, Any]] | None = None
-    status: Literal["draft", "active"] = DRAFT
+    status: Literal["draft", "active"] = "draft"
 
 
 class UpdateTransformation(BaseModel):

@@ -289,11 +289,11 @@ async def test_continue_as_new_keeps_delivering(client, workspace, source, sink,
 
 async def test_one_dead_destination_does_not_slow_another(client, workspace, source, sink):
     async def hang(request):
-        await asyncio.sleep(30)
+        await asyncio.sleep(120)
         return Reply()
     dead = await Sink(hang).start()
     try:
-        slow = await make_destination(client, workspace, dead.url, timeout_ms=20_000)
+        slow = await make_destination(client, workspace, dead.url, timeout_ms=60_000)
         await make_rule(client, workspace, slow, name="to the dead one")
         healthy = await make_destination(client, workspace, sink.url)
         await make_rule(client, workspace, healthy, name="to the healthy one")
@@ -304,7 +304,9 @@ async def test_one_dead_destination_does_not_slow_another(client, workspace, sou
             await asyncio.sleep(0.1)
         await sink.wait_for(lambda: len(sink.received) >= 20)
         lags = [r.at - sent_at[r.headers["webhook-id"]] for r in sink.received]
-        assert max(lags) < 2.0, lags
+        # Had the healthy rule waited for the dead one, an event would have waited its 60 s
+        # timeout; half of that leaves a loaded machine all the room it needs.
+        assert max(lags) < 30.0, lags
         assert len(dead.received) >= 1  # the dead one was being tried all along
     finally:
         await dead.stop()

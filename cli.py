@@ -1,6 +1,6 @@
 """`headwater`: the operator's command line for workspaces and master keys.
 
-    headwater workspaces create NAME      create a workspace and its first master key
+    headwater workspaces create NAME [--shell]  create a workspace and its first master key
     headwater workspaces list
     headwater keys create WORKSPACE_ID [--name NAME]
     headwater keys list WORKSPACE_ID
@@ -64,6 +64,10 @@ async def _workspaces_create(settings: Settings, args: argparse.Namespace) -> No
     async def work(session: AsyncSession) -> None:
         workspace = await WorkspaceRepository(session).create(args.name)
         issued = await MasterKeyRepository(session).issue(workspace.id, "default")
+        if args.shell:  # for `eval "$(headwater workspaces create NAME --shell)"`
+            print(f"export HEADWATER_WORKSPACE={workspace.id}")
+            print(f"export HEADWATER_KEY={issued.secret}")
+            return
         print(f"workspace  {workspace.id}  ({workspace.name})")
         print(f"master key {issued.secret}")
         print("Store the key now: it is not shown again.")
@@ -120,6 +124,8 @@ def parser() -> argparse.ArgumentParser:
         dest="command", required=True)
     create = workspaces.add_parser("create", help="create a workspace and its first master key")
     create.add_argument("name")
+    create.add_argument("--shell", action="store_true",
+                        help="print `export HEADWATER_WORKSPACE=… HEADWATER_KEY=…` lines for a shell to eval")
     create.set_defaults(run=_workspaces_create)
     workspaces.add_parser("list", help="list workspaces").set_defaults(run=_workspaces_list)
 

@@ -1,7 +1,7 @@
 """The ingest lane: an ASGI middleware that serves `POST /v1/*` before Quart sees it.
 
 Why: ingestion is the one path where per-request overhead is the product's throughput.
-Measured on the 2-core machine in the README, hypercorn answers a JSON POST about 1,800
+Measured on the 2-core machine of docs/benchmarks.md, hypercorn answers a JSON POST about 1,800
 times a second with a bare ASGI app and about 1,000 with a minimal Quart app: Quart's
 request context, routing, hooks, response object and the two tasks it spawns per request cost
 more CPU than everything ingestion itself does, group commit included. The lane runs the very

@@ -74,8 +74,9 @@ class ForwardingEngine:
         if held_reason is not None:
             async with self.sessions() as session, session.begin():
                 await OutcomeRecorder(session).record_hold(rule.id, started_from, held_reason, [r.id for r in fresh])
-            return await self._held(rule, started_from, self.hold_seconds(rule.head_attempts + 1, None), held_reason,
-                                    rule.head_attempts + 1)
+                lag = await ForwardingRepository(session).lag_seconds(rule.id)
+            return self._held(started_from, self.hold_seconds(rule.head_attempts + 1, None), held_reason,
+                              rule.head_attempts + 1, lag)
 
         batch = await self._run(rule, destination, snapshot, retries + fresh)
         limits = RetryLimits.of(destination.config)
@@ -90,11 +91,11 @@ class ForwardingEngine:
                 # The destination refused the whole batch: the cursor stays, the rule holds.
                 settled = settle(retries, batch, now, limits, self.hold_seconds)
                 settled.last_error = next((o.error for o in batch.outcomes.values() if o.error), settled.last_error)
-                await self._record(rule.id, started_from, None, settled, batch, held=True)
+                _, lag = await self._record(rule.id, started_from, None, settled, batch, held=True)
                 last = next(o for o in refused if o.answer is not None).answer
                 assert last is not None
-                return await self._held(rule, started_from, self.hold_seconds(attempts, last.retry_after),
-                                        error_text(last), attempts)
+                return self._held(started_from, self.hold_seconds(attempts, last.retry_after), error_text(last),
+                                  attempts, lag)
             for row in fresh:  # tried often and long enough: dead letters, and the rule moves on
                 row.attempts = attempts - 1
                 row.first_attempt_at = rule.head_first_failed_at or now
@@ -103,29 +104,30 @@ class ForwardingEngine:
         else:  # everything committed before the horizon has been read
             new_cursor = max(started_from, (horizon, ""))
         settled = settle(retries + fresh, batch, now, limits, self.hold_seconds)
-        if not await self._record(rule.id, started_from, new_cursor, settled, batch):
+        recorded, lag = await self._record(rule.id, started_from, new_cursor, settled, batch)
+        if not recorded:
             settled = Settlement(last_error=settled.last_error)  # another run of this batch recorded it
         result = ForwardBatchResult(
             state=BatchState.OK, delivered=settled.delivered, dead_lettered=settled.dead,
             retrying=len(settled.retry_rows), more=len(fresh) == limit or len(retries) == limit,
-            cursor=cursor_text(new_cursor), last_error=settled.last_error, lag_seconds=await self._lag(rule.id))
+            cursor=cursor_text(new_cursor), last_error=settled.last_error, lag_seconds=lag)
         if not result.more and self.waker is not None:
             result.news = self.waker.settle(rule.workspace_id, rule.id, generation)
         return result
 
-    async def _held(self, rule: ForwardingRule, at: Cursor, hold_seconds: float, error: str | None,
-                    attempts: int) -> ForwardBatchResult:
+    @staticmethod
+    def _held(at: Cursor, hold_seconds: float, error: str | None, attempts: int, lag: float) -> ForwardBatchResult:
         return ForwardBatchResult(state=BatchState.HELD, hold_seconds=hold_seconds, last_error=error,
-                                  cursor=cursor_text(at), head_attempts=attempts, lag_seconds=await self._lag(rule.id))
+                                  cursor=cursor_text(at), head_attempts=attempts, lag_seconds=lag)
 
     async def _record(self, rule_id: uuid.UUID, started_from: Cursor, new_cursor: Cursor | None, settled: Settlement,
-                      batch: Batch, *, held: bool = False) -> bool:
+                      batch: Batch, *, held: bool = False) -> tuple[bool, float]:
+        """Write the pass's outcomes; whether they were written (not by another run of the
+        batch), and the rule's lag after them, read in the same transaction."""
         async with self.sessions() as session, session.begin():
-            return await OutcomeRecorder(session).record(rule_id, started_from, new_cursor, settled, batch, held=held)
-
-    async def _lag(self, rule_id: uuid.UUID) -> float:
-        async with self.sessions() as session:
-            return await ForwardingRepository(session).lag_seconds(rule_id)
+            recorded = await OutcomeRecorder(session).record(rule_id, started_from, new_cursor, settled, batch,
+                                                              held=held)
+            return recorded, await ForwardingRepository(session).lag_seconds(rule_id)
 
     async def _snapshot(self, rule: ForwardingRule) -> TransformationSnapshot | None:
         """The rule's transformation version for this batch (read once: the whole batch uses it)."""
@@ -226,7 +228,7 @@ class ForwardingEngine:
         if current is not None:
             at = (current.cursor_xid, current.cursor_id)
             settled = settle(rows, batch, datetime.now(UTC), RetryLimits.of(destination.config), self.hold_seconds)
-            await self._record(current.id, at, at, settled, batch)
+            await self._record(current.id, at, at, settled, batch)  # (a replay has no lag of its own)
         return ReplayBatchResult(state=BatchState.OK, after_xid=rows[-1].commit_xid, after_id=rows[-1].id,
                                  replayed=params.replayed + len(rows))
 

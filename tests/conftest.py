@@ -13,8 +13,9 @@ import os
 import secrets
 import subprocess
 import sys
+import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -141,6 +142,19 @@ async def app_without_lane(settings: Settings, worker: None):
 @pytest.fixture
 def client(app):
     return app.test_client()
+
+
+async def holds_by(deadline: float, attempt: Callable[[], Awaitable[bool]], what: str) -> None:
+    """Repeat `attempt()` until it says the promise holds; fail if an attempt *started* after
+    `deadline` (time.monotonic()) still found it not holding. Judging by the start time keeps a
+    slow machine from failing a promise that was kept (a request that took long is not a late
+    change)."""
+    while True:
+        started = time.monotonic()
+        if await attempt():
+            return
+        assert started < deadline, f"{what} did not hold by its deadline"
+        await asyncio.sleep(0.05)
 
 
 _ips = itertools.count(1)

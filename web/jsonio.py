@@ -46,22 +46,32 @@ def exact_numbers(raw: bytes) -> Any:
         return None
 
 
-def find_out_of_range(value: Any, path: str = "") -> str | None:
-    """The dotted path of the first integer outside -2^63 … 2^64-1, or None (walks
-    `exact_numbers` output)."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        return None if INTEGER_MIN <= value <= INTEGER_MAX else (path or "$")
+def first_path(value: Any, offends: Callable[[Any], bool], path: str = "") -> str | None:
+    """The dotted path (`a.b[2].c`) of the first value of a JSON tree, or key of one of its
+    objects, that `offends`; None if there is none."""
     if isinstance(value, dict):
         for key, item in value.items():
-            found = find_out_of_range(item, f"{path}.{key}" if path else str(key))
+            sub = f"{path}.{key}" if path else str(key)
+            found = sub if offends(key) else first_path(item, offends, sub)
             if found:
                 return found
     elif isinstance(value, list):
         for index, item in enumerate(value):
-            found = find_out_of_range(item, f"{path}[{index}]")
+            found = first_path(item, offends, f"{path}[{index}]")
             if found:
                 return found
+    elif offends(value):
+        return path or "$"
     return None
+
+
+def _out_of_range(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and not INTEGER_MIN <= value <= INTEGER_MAX
+
+
+def find_out_of_range(value: Any) -> str | None:
+    """The path of the first integer outside -2^63 … 2^64-1 (in `exact_numbers` output), or None."""
+    return first_path(value, _out_of_range)
 
 
 def number_out_of_range(field: str) -> APIError:
@@ -119,25 +129,14 @@ def json_type(value: Any) -> str:
     return {list: "an array", str: "a string", bool: "a boolean", type(None): "null"}.get(type(value), "a number")
 
 
-def find_nul(value: Any, path: str = "") -> str | None:
+def _holds_nul(value: Any) -> bool:
+    return isinstance(value, str) and "\x00" in value
+
+
+def find_nul(value: Any) -> str | None:
     """The dotted path of the first string (or key) holding U+0000, or None. Postgres jsonb
     cannot store it, so it is refused at the door rather than failing at commit."""
-    if isinstance(value, str):
-        return (path or "$") if "\x00" in value else None
-    if isinstance(value, dict):
-        for key, item in value.items():
-            sub = f"{path}.{key}" if path else str(key)
-            if "\x00" in key:
-                return sub
-            found = find_nul(item, sub)
-            if found:
-                return found
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            found = find_nul(item, f"{path}[{index}]")
-            if found:
-                return found
-    return None
+    return first_path(value, _holds_nul)
 
 
 def validation_details(error: ValidationError, prefix: str = "") -> list[dict[str, str]]:

@@ -190,7 +190,9 @@ async def test_limits_are_configurable(sandbox):
     small = SandboxProcess(SandboxLimits(memory_bytes=2 * 1024 * 1024, time_ms=10))
     try:
         [too_big], _ = await small.transform(("limits", 1), code, [{"n": 4000}], {})
-        assert "out of memory (limit 2 MiB)" in too_big.error or "crashed" in too_big.error
+        # quickjs may fail to build the out-of-memory error's message and throw a bare `Error`.
+        assert "out of memory (limit 2 MiB)" in too_big.error or "crashed" in too_big.error \
+            or too_big.error == "Error", too_big.error
         [too_slow], _ = await small.transform(("slow", 1), slow, [{"ms": 30}], {})
         assert "longer than 10 ms" in too_slow.error
     finally:

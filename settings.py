@@ -53,6 +53,9 @@ class Settings(BaseSettings):
     stream_creations_per_day: int = 10
     stream_max_batch: int = 100
     trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # Origins whose pages may call the management API from a browser (comma-separated; `*`
+    # for any). The public doors (/v1/*, the anonymous streams) answer every origin anyway.
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
     # Transformations (user JavaScript in quickjs): limits per call, and how many consecutive
     # run-time failures turn a transformation's status to `error`.
@@ -78,9 +81,9 @@ class Settings(BaseSettings):
     # The worker touches this file every few seconds while it runs (docker-compose's healthcheck).
     worker_heartbeat_file: Path | None = None
 
-    @field_validator("trusted_proxies", mode="before")
+    @field_validator("trusted_proxies", "cors_origins", mode="before")
     @classmethod
-    def _split_proxies(cls, value: object) -> object:
+    def _split_list(cls, value: object) -> object:
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value

@@ -17,8 +17,10 @@ from ingest.group_commit import GroupCommitter
 from ingest.write_keys import WriteKeyCache
 from models.db import create_engine, session_factory
 from settings import Settings, get_settings
+from web.cors import CORS
 from web.errors import register_error_handlers
 from web.idempotency import register_idempotency
+from web.ingest import PATHS
 from web.ingest_lane import IngestLane
 from web.live_hub import LiveHub
 from web.responses import new_request_id
@@ -104,4 +106,5 @@ def create_app(settings: Settings | None = None) -> Quart:
         app.register_blueprint(blueprint)
     if settings.ingest_lane:
         app.asgi_app = IngestLane(app, app.asgi_app)  # type: ignore[method-assign,assignment]
+    app.asgi_app = CORS(app.asgi_app, PATHS, settings.cors_origins)  # type: ignore[method-assign,assignment]
     return app

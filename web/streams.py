@@ -152,7 +152,7 @@ async def ingest(token: str) -> Response:
     ip = client_ip(settings.trusted_proxies)
     request_quota = await limit_requests(svc, ip)
 
-    events = parse_events(await read_json_object(), settings.stream_max_batch)
+    events = parse_events(await read_json_object(allow_text_plain=True), settings.stream_max_batch)
     now = utcnow()
     received_at = iso(now) or ""
     prepared: list[NewStreamEvent] = []

@@ -15,7 +15,6 @@ COPY orchestration ./orchestration
 COPY ingest ./ingest
 COPY migrations ./migrations
 COPY devstack ./devstack
-COPY sdk ./sdk
 RUN pip install .
 
 RUN useradd --system --uid 10001 headwater

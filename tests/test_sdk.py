@@ -5,15 +5,22 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import re
+import sys
 import threading
 import time
+import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import ClassVar
 
 import headwater
-import httpx
+import pytest
 
 from tests.conftest import ADMIN_TOKEN
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 async def test_the_walk(api_processes):
@@ -120,20 +127,53 @@ def test_sdk_never_blocks_when_server_is_down():
 
 
 def test_sdk_token_is_uuid4():
-    import uuid
 
     stream = headwater.stream(base_url="http://127.0.0.1:1")
     assert uuid.UUID(stream.token).version == 4
     stream.close(timeout=0)
 
 
-def test_info_raises_for_unknown_stream(api_processes):
+def test_info_before_the_first_event_says_not_created(api_processes):
     stream = headwater.stream(base_url=api_processes[1].base_url)
     try:
-        stream.info()
-    except httpx.HTTPStatusError as exc:
-        assert exc.response.status_code == 404
-    else:
-        raise AssertionError("expected 404")
+        assert stream.info() == {"token": stream.token, "status": "not_created", "event_count": 0}
     finally:
         stream.close(timeout=0)
+
+
+def test_a_mistake_is_refused_at_the_call_and_queues_nothing():
+    stream = headwater.stream(base_url="http://127.0.0.1:1", flush_interval=0.01)
+    good = {"action": "user.created", "category": "mutation", "actor": {"id": "u", "type": "user"},
+            "tenant_id": "acme"}
+    for bad, words in (({"action": "Created"}, "action"), ({"category": "misc"}, "category"),
+                       ({"actor": {"id": "u"}}, "actor"), ({"tenant_id": ""}, "tenant_id"),
+                       ({"metadata": ["x"]}, "metadata")):
+        with pytest.raises(ValueError, match=words):
+            stream.log(**{**good, **bad})
+    assert not stream._queue
+    stream.close(timeout=0)
+
+
+async def test_one_event_the_server_refuses_does_not_take_its_batch_with_it(api_processes):
+    stream = headwater.stream(base_url=api_processes[1].base_url, flush_interval=0.2)
+    event = {"category": "mutation", "actor": {"id": "u", "type": "user"}, "tenant_id": "acme"}
+    stream.log(action="doc.created", **event)
+    stream.log(action="doc.shared", metadata={"blob": "x" * 20_000}, **event)  # over the server's 16 KiB
+    stream.log(action="doc.deleted", **event)
+    assert await asyncio.to_thread(stream.flush, 30)
+    assert stream.dropped == 1
+    assert (await asyncio.to_thread(stream.info))["event_count"] == 2
+    stream.close(timeout=0)
+
+
+async def test_the_docs_example_runs_as_written(api_processes):
+    block = re.search(r"```python\n(.*?)```", (ROOT / "docs" / "sdk.md").read_text(), re.DOTALL).group(1)
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", block, env={**os.environ, "HEADWATER_URL": api_processes[1].base_url},
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    stdout, stderr = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode == 0, stderr.decode()
+    first, last = stdout.decode().splitlines()
+    assert "'status': 'not_created'" in first
+    token, count = last.split()
+    assert uuid.UUID(token).version == 4 and count == "1"

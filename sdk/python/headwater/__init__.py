@@ -1,23 +1,26 @@
 """Headwater's Python SDK for anonymous audit streams.
 
     import headwater
-    stream = headwater.stream(base_url="http://127.0.0.1:8000")
+    stream = headwater.stream()   # HEADWATER_URL, or http://127.0.0.1:8000
     stream.log(action="user.created", category="mutation",
                actor={"id": "u_1", "type": "user"}, tenant_id="acme")
     print(stream.token)     # claim it later with a master key
     stream.flush()
 
-`log()` only queues: a background thread sends batches of up to 100 events, retries 429
-and 5xx (honouring Retry-After) and network errors with backoff, and never blocks the
-caller. Every event gets an idempotency key, so a retried batch is never stored twice.
-`flush()` and `close()` drain the queue; `close()` also runs at interpreter exit.
+`log()` checks the event (a mistake raises ValueError at the call, so it can never take
+other events down with it) and only queues: a background thread sends batches of up to 100
+events, retries 429 and 5xx (honouring Retry-After) and network errors with backoff, and
+never blocks the caller. Every event gets an idempotency key, so a retried batch is never
+stored twice. `flush()` and `close()` drain the queue; `close()` also runs at interpreter exit.
 """
 
 from __future__ import annotations
 
 import atexit
 import logging
+import os
 import random
+import re
 import threading
 import time
 import uuid
@@ -31,11 +34,34 @@ __all__ = ["Stream", "stream"]
 log = logging.getLogger("headwater")
 
 MAX_BATCH = 100
+DEFAULT_URL = "http://127.0.0.1:8000"
+# What the server accepts, checked before queueing (web/streams.py, models/canonical.py).
+CATEGORIES = ("auth", "access", "mutation", "admin", "security", "system")
+ACTION = re.compile(r"^[a-z0-9_-]+(\.[a-z0-9_-]+)+$")
+_EVENT_INDEX = re.compile(r"^events\[(\d+)\]")
 
 
-def stream(base_url: str = "http://127.0.0.1:8000", token: str | None = None, **options: Any) -> Stream:
-    """A stream for `token`, or for a fresh UUIDv4 claim token."""
-    return Stream(base_url, token or str(uuid.uuid4()), **options)
+def stream(base_url: str | None = None, token: str | None = None, **options: Any) -> Stream:
+    """A stream for `token`, or for a fresh UUIDv4 claim token, on `base_url` (by default
+    HEADWATER_URL from the environment, else http://127.0.0.1:8000)."""
+    return Stream(base_url or os.environ.get("HEADWATER_URL") or DEFAULT_URL, token or str(uuid.uuid4()), **options)
+
+
+def check_event(event: dict[str, Any]) -> None:
+    """Raises ValueError naming what the server would refuse in this event."""
+    action = event.get("action")
+    if not isinstance(action, str) or len(action) > 128 or not ACTION.match(action):
+        raise ValueError(f"action must be dot-namespaced lowercase words, e.g. 'user.created'; got {action!r}")
+    if event.get("category") not in CATEGORIES:
+        raise ValueError(f"category must be one of {', '.join(CATEGORIES)}; got {event.get('category')!r}")
+    actor = event.get("actor")
+    if not isinstance(actor, dict) or not actor.get("id") or not actor.get("type"):
+        raise ValueError(f"actor must be an object with an id and a type; got {actor!r}")
+    if not isinstance(event.get("tenant_id"), str) or not event["tenant_id"]:
+        raise ValueError(f"tenant_id must be a non-empty string; got {event.get('tenant_id')!r}")
+    for name in ("target", "metadata"):
+        if name in event and not isinstance(event[name], dict):
+            raise ValueError(f"{name} must be an object; got {type(event[name]).__name__}")
 
 
 class Stream:
@@ -86,6 +112,7 @@ class Stream:
             event["target"] = target
         if metadata is not None:
             event["metadata"] = metadata
+        check_event(event)
         with self._cond:
             if self._closed:
                 raise RuntimeError("this stream is closed")
@@ -125,7 +152,11 @@ class Stream:
         atexit.unregister(self.close)
 
     def info(self) -> dict[str, Any]:
+        """The stream as the server sees it. Before its first event is stored the server has
+        no stream yet: `{"token", "status": "not_created", "event_count": 0}`."""
         response = self._http.get(f"/api/v1/streams/{self.token}/info")
+        if response.status_code == 404:
+            return {"token": self.token, "status": "not_created", "event_count": 0}
         response.raise_for_status()
         return response.json()
 
@@ -181,14 +212,29 @@ class Stream:
                     delay = _retry_after(response) or delay
                     log.warning("headwater: %s from server; retrying in %.1fs", response.status_code, delay)
                 else:
-                    self.dropped += len(batch)
-                    log.error("headwater: %d events refused: %s", len(batch), response.text[:500])
-                    return
+                    refused = _refused_indexes(response, len(batch))
+                    self.dropped += len(refused)
+                    log.error("headwater: %d event(s) refused: %s", len(refused), response.text[:500])
+                    batch = [event for index, event in enumerate(batch) if index not in refused]
+                    if not batch:
+                        return
+                    attempt = 0
+                    continue  # the others go again at once
             with self._cond:
                 if self._closed:
                     self.dropped += len(batch)
                     return
             time.sleep(delay)
+
+
+def _refused_indexes(response: httpx.Response, size: int) -> set[int]:
+    """The events a 4xx answer names (`events[i].…`), or all of them if it names none."""
+    try:
+        details = response.json()["error"].get("details") or []
+        named = {int(m.group(1)) for d in details if (m := _EVENT_INDEX.match(str(d.get("field", ""))))}
+    except (ValueError, KeyError, TypeError, AttributeError):
+        named = set()
+    return {i for i in named if i < size} or set(range(size))
 
 
 def _retry_after(response: httpx.Response) -> float | None:

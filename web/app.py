@@ -46,6 +46,7 @@ def create_app(settings: Settings | None = None) -> Quart:
         },
         redoc_ui_path=None,
         scalar_ui_path=None,
+        swagger_ui_path=None,  # web.docs serves it from installed assets (quart-schema's loads a CDN)
     )
 
     @app.before_serving
@@ -89,6 +90,7 @@ def create_app(settings: Settings | None = None) -> Quart:
     from web import (
         contracts,
         destinations,
+        docs,
         events,
         forwarding_rules,
         health,
@@ -100,7 +102,7 @@ def create_app(settings: Settings | None = None) -> Quart:
         workspaces,
     )
 
-    for blueprint in (health.blueprint, workspaces.blueprint, streams.blueprint, events.blueprint, live.blueprint,
+    for blueprint in (docs.blueprint, health.blueprint, workspaces.blueprint, streams.blueprint, events.blueprint, live.blueprint,
                       sources.blueprint, contracts.blueprint, transformations.blueprint, destinations.blueprint,
                       forwarding_rules.blueprint, ingest.blueprint):
         app.register_blueprint(blueprint)

@@ -23,6 +23,7 @@ from web.idempotency import register_idempotency
 from web.ingest import PATHS
 from web.ingest_lane import IngestLane
 from web.live_hub import LiveHub
+from web.openapi import HeadwaterOpenAPI
 from web.responses import new_request_id
 from web.services import Services, TemporalGateway
 
@@ -47,6 +48,7 @@ def create_app(settings: Settings | None = None) -> Quart:
         redoc_ui_path=None,
         scalar_ui_path=None,
         swagger_ui_path=None,  # web.docs serves it from installed assets (quart-schema's loads a CDN)
+        openapi_provider_class=HeadwaterOpenAPI,
     )
 
     @app.before_serving

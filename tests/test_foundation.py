@@ -3,6 +3,7 @@ isolation between workspaces, OpenAPI."""
 
 from __future__ import annotations
 
+import re
 import uuid
 
 import pytest
@@ -229,9 +230,19 @@ async def test_openapi_describes_every_route(app, client):
     for rule in app.app.url_map.iter_rules():
         if rule.endpoint in ("static", "openapi", "swagger_ui") or rule.endpoint.startswith(("quart_schema", "docs.")):
             continue
-        path = rule.rule.replace("<", "{").replace(">", "}")
+        path = re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", rule.rule)
         for method in rule.methods - {"HEAD", "OPTIONS"}:
             assert (path, method) in documented, (path, method)
     claim = paths["/api/v1/streams/claim"]["post"]
     assert "200" in claim["responses"]
     assert "requestBody" in paths["/api/v1/workspaces/{workspace_id}/master-keys"]["post"]
+
+
+async def test_the_events_routes_are_not_taken_for_an_event(client, workspace):
+    """`/events/<event_id>` matches `evt_…` only: the live-token route answers for itself."""
+    url = workspace.url("/events/live-token")
+    for method in ("GET", "OPTIONS"):
+        response = await client.open(url, method=method, headers=workspace.headers)
+        assert response.status_code == 405 and response.headers["Allow"] == "POST", method
+    missing = await client.get(workspace.url("/events/evt_01ABCDEFGHJKMNPQRSTVWXYZ00"), headers=workspace.headers)
+    assert missing.status_code == 404 and (await missing.get_json())["error"]["code"] == "event_not_found"

@@ -19,6 +19,7 @@ from models.db import create_engine, session_factory
 from settings import Settings, get_settings
 from web.cors import CORS
 from web.errors import register_error_handlers
+from web.events import EventIdConverter
 from web.idempotency import register_idempotency
 from web.ingest import PATHS
 from web.ingest_lane import IngestLane
@@ -36,6 +37,9 @@ def create_app(settings: Settings | None = None) -> Quart:
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.config["QUART_SCHEMA_CONVERT_CASING"] = False
     app.config["PROVIDE_AUTOMATIC_OPTIONS"] = False
+    # `/events/<event_id>` matches event ids only, so `/events/live-token`, `/events/export`
+    # and `/events/volume` are never taken for an event (OPTIONS and 405s say their own methods).
+    app.url_map.converters["event_id"] = EventIdConverter
     QuartSchema(
         app,
         info=Info(title="Headwater", version="0.1.0",

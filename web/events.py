@@ -10,6 +10,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field
 from quart import Blueprint, Response
 from quart_schema import document_querystring, document_response
+from werkzeug.routing import BaseConverter
 
 from models.events import EventFilters, EventRepository, decode_cursor
 from models.volume import VolumeRepository
@@ -18,6 +19,13 @@ from web.errors import APIError
 from web.jsonio import decoded_cursor, parse_query
 from web.responses import json_response
 from web.services import services
+
+
+class EventIdConverter(BaseConverter):
+    """An event id in a path: `evt_` and its ULID (what models.ids makes)."""
+
+    regex = r"evt_[0-9A-Za-z]{1,60}"
+
 
 blueprint = Blueprint("events", __name__, url_prefix="/api/v1/workspaces/<workspace_id>/events")
 
@@ -124,7 +132,7 @@ async def export_events(workspace_id: uuid.UUID) -> Response:
     return response
 
 
-@blueprint.get("/<event_id>")
+@blueprint.get("/<event_id:event_id>")
 @master_key_for_workspace
 @document_response(EventOut)
 async def get_event(workspace_id: uuid.UUID, event_id: str) -> Response:

@@ -137,6 +137,15 @@ def complete(spec: dict[str, Any]) -> dict[str, Any]:
     return spec
 
 
+# `<converter:name>` → `{name}`. quart-schema's own pattern lets the converter part run across
+# an earlier `>`, which turns `/w/<workspace_id>/events/<event_id:event_id>` into `/w/{event_id}`.
+_PATH_PARAMETER = re.compile(r"<(?:[^:<>]*:)?([^<>]+)>")
+
+
 class HeadwaterOpenAPI(OpenAPIProvider):
+    def build_paths(self, rule: Any) -> tuple[dict, dict]:
+        paths, components = super().build_paths(rule)
+        return {_PATH_PARAMETER.sub(r"{\1}", rule.rule): item for item in paths.values()}, components
+
     def schema(self) -> dict[str, Any]:
         return complete(super().schema())

@@ -506,3 +506,15 @@ async def test_a_source_redacts_all_events_or_none(client, workspace):
     bad = await client.put(workspace.url(f"/event-keys/{strict['id']}"), json={"redact": None},
                            headers=workspace.headers)
     assert bad.status_code == 422
+
+
+async def test_a_nul_in_a_write_key_or_a_filter_is_a_clear_error_not_a_500(client, workspace):
+    """Found by schemathesis: a write key holding U+0000 reached Postgres (500)."""
+    for path, body in (("/v1/track?writeKey=wk_a%00b", {"event": "e", "userId": "u"}),
+                       ("/v1/track", {"event": "e", "userId": "u", "writeKey": "wk_a\u0000b"}),
+                       ("/v1/batch", {"batch": [], "writeKey": "\u0000"})):
+        response = await client.post(path, json=body)
+        assert response.status_code == 401, path
+        assert (await response.get_json())["error"]["code"] == "invalid_write_key"
+    response = await client.get(workspace.url("/events?name=a%00b"), headers=workspace.headers)
+    assert response.status_code == 400 and (await response.get_json())["error"]["code"] == "invalid_string"

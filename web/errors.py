@@ -92,13 +92,23 @@ STORAGE_ERRORS = (OperationalError, InterfaceError, OSError, PoolTimeout, asyncp
 UNAVAILABLE_SQLSTATES = ("08", "57P", "53")
 
 
-def storage_unavailable(error: BaseException) -> bool:
-    if isinstance(error, STORAGE_ERRORS):
-        return True
+# A string Postgres cannot hold (U+0000, or a character its encoding lacks) that reached a
+# query through a door no check covered: the client's input, not the server, is at fault.
+UNSTORABLE_STRING_SQLSTATES = ("22021", "22P05")
+
+
+def _sqlstate(error: BaseException) -> str | None:
     if isinstance(error, DBAPIError):
         error = error.orig or error
     sqlstate = getattr(error, "sqlstate", None)
-    return isinstance(sqlstate, str) and sqlstate.startswith(UNAVAILABLE_SQLSTATES)
+    return sqlstate if isinstance(sqlstate, str) else None
+
+
+def storage_unavailable(error: BaseException) -> bool:
+    if isinstance(error, STORAGE_ERRORS):
+        return True
+    sqlstate = _sqlstate(error)
+    return sqlstate is not None and sqlstate.startswith(UNAVAILABLE_SQLSTATES)
 
 
 def failure(error: Exception) -> APIError:
@@ -108,5 +118,9 @@ def failure(error: Exception) -> APIError:
         log.error("storage unavailable: %s", error)
         return APIError(503, "storage_unavailable", "The database is not answering; nothing was stored. "
                         "Retry shortly.", headers={"Retry-After": "1"})
+    if _sqlstate(error) in UNSTORABLE_STRING_SQLSTATES:
+        log.warning("a request carried a string Postgres cannot hold: %s", error)
+        return APIError(400, "invalid_string", "A value holds a character that cannot be stored (such as U+0000); "
+                        "nothing was stored.")
     log.error("unhandled error", exc_info=error)
     return APIError(500, "internal_error", "Something went wrong on our side.")

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import re
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -131,6 +132,9 @@ def parse_body(wire: WireRequest) -> Body:
     return Body(data, b"\\u0000" in raw, exact_numbers(raw))
 
 
+WRITE_KEY_CHARACTERS = re.compile(r"[A-Za-z0-9_-]+")  # models.sources.new_write_key: url-safe base64
+
+
 def write_key_from(wire: WireRequest, data: dict[str, Any]) -> str | None:
     """The write key, from X-Write-Key, HTTP Basic (username), ?writeKey= or the body."""
     key = wire.headers.get("x-write-key")
@@ -157,7 +161,8 @@ async def authenticate(svc: Services, wire: WireRequest, data: dict[str, Any]) -
     if not key:
         raise APIError(401, "missing_write_key", "Send the source's write key: X-Write-Key header, "
                        "HTTP Basic username, ?writeKey= or writeKey in the body.")
-    source = await svc.write_keys.lookup(key) if len(key) <= 64 else None
+    # A key of other characters than a write key's cannot name a source: no need to ask Postgres.
+    source = await svc.write_keys.lookup(key) if len(key) <= 64 and WRITE_KEY_CHARACTERS.fullmatch(key) else None
     if source is None:
         raise APIError(401, "invalid_write_key", "Unknown write key.")
     if source.status == REVOKED:

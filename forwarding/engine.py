@@ -228,7 +228,8 @@ class ForwardingEngine:
         if current is not None:
             at = (current.cursor_xid, current.cursor_id)
             settled = settle(rows, batch, datetime.now(UTC), RetryLimits.of(destination.config), self.hold_seconds)
-            await self._record(current.id, at, at, settled, batch)  # (a replay has no lag of its own)
+            async with self.sessions() as session, session.begin():
+                await OutcomeRecorder(session).record(current.id, at, at, settled, batch)
         return ReplayBatchResult(state=BatchState.OK, after_xid=rows[-1].commit_xid, after_id=rows[-1].id,
                                  replayed=params.replayed + len(rows))
 

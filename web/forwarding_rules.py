@@ -14,7 +14,7 @@ import logging
 import uuid
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from quart import Blueprint, Response, request
@@ -74,6 +74,15 @@ class UpdateRule(BaseModel):
     enabled: bool | None = None
 
 
+class WorkflowState(StrEnum):
+    """What a create or update did to the rule's workflow, as its answer says."""
+
+    RUNNING = "running"  # started, or was already running
+    STOPPED = "stopped"  # asked to end after its batch in flight
+    PENDING = "pending"  # Temporal did not answer in time: the worker's reconciler starts it (or
+    #                      a disabled rule's workflow ends itself at its next batch)
+
+
 class RuleStatsOut(BaseModel):
     healthy: bool  # not held, and the last thing that happened was a delivery, not an error
     delivered: int
@@ -100,7 +109,7 @@ class RuleOut(BaseModel):
     updated_at: str
     # In the answers of create and of an update that sets `enabled`: running, stopped, or
     # pending (Temporal did not answer in time; the reconciler catches up within a minute).
-    workflow: Literal["running", "stopped", "pending"] | None = None
+    workflow: WorkflowState | None = None
 
 
 class ReplayRequest(BaseModel):
@@ -154,15 +163,6 @@ async def check_references(session: AsyncSession, workspace_id: uuid.UUID, desti
                            "this workspace.", [{"field": "transformation_id",
                                                 "message": "not found" if transformation is None
                                                 else f"status is {transformation.status}"}])
-
-
-class WorkflowState(StrEnum):
-    """What a create or update did to the rule's workflow, as its answer says."""
-
-    RUNNING = "running"  # started, or was already running
-    STOPPED = "stopped"  # asked to end after its batch in flight
-    PENDING = "pending"  # Temporal did not answer in time: the worker's reconciler starts it (or
-    #                      a disabled rule's workflow ends itself at its next batch)
 
 
 async def run_or_stop(svc: Services, rule: ForwardingRule) -> WorkflowState:

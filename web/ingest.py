@@ -263,8 +263,8 @@ async def ingest_batch(svc: Services, wire: WireRequest) -> dict[str, Any]:
                 if may_hold_nul and find_nul(item) is not None:
                     raise EventRejected("invalid_string", "strings must not contain the NUL character")
                 if exact_items and (field := find_out_of_range(exact_items[index])) is not None:
-                    raise EventRejected("number_out_of_range", f"{field}: integers must lie between -2^63 and "
-                                        "2^64-1", field)
+                    refused = number_out_of_range(field)
+                    raise EventRejected(refused.code, refused.message, field)
                 event = redacted(normalize(item, event_type=None, event_id=ids[index], arrival=arrival), source.redact)
             except EventRejected as exc:
                 message = (f"{exc.field}: {exc.message}" if exc.field and not exc.message.startswith(exc.field)

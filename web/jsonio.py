@@ -29,7 +29,7 @@ def is_json_mimetype(mimetype: str) -> bool:
 # Postgres jsonb and orjson: every finite double, and every integer a 64-bit integer holds,
 # signed or unsigned (-2^63 … 2^64-1). orjson would read a longer integer as a rounded double,
 # so such an integer is refused at the door (400 `number_out_of_range`, naming the field)
-# rather than stored altered. docs/ingestion.md says the same to users.
+# rather than stored altered. docs/api.md says the same to users.
 INTEGER_MIN, INTEGER_MAX = -(2**63), 2**64 - 1
 _LONG_DIGITS = re.compile(rb"\d{19}")  # an integer outside the range has at least 19 digits
 

@@ -32,6 +32,7 @@ from devstack.temporal import SEARCH_ATTRIBUTES, binary
 from models.db import create_engine, session_factory
 from models.workspaces import MasterKeyRepository, WorkspaceRepository
 from settings import Settings
+from tests.browser import browser, open_page  # noqa: F401  (fixtures for the browser tests)
 from web import create_app
 from worker import build_worker, ensure_schedules
 

@@ -1,5 +1,5 @@
 """`/docs` works offline: the page and every script, style and icon it loads are served by
-Headwater from the installed swagger-ui-bundle package, and nothing points at another host."""
+Headwater from the installed swagger-ui-py package, and nothing points at another host."""
 
 from __future__ import annotations
 

@@ -83,3 +83,17 @@ async def test_the_management_api_answers_only_listed_origins(api, workspace):
         assert "idempotency-key" in allowed.headers["access-control-allow-headers"].lower()
         response = await http.get(path, headers={"Origin": CONSOLE, **workspace.headers})
         assert response.status_code == 200 and response.headers["access-control-allow-origin"] == CONSOLE
+
+
+async def test_public_preflight_allows_the_headers_sdks_ask_for(api):
+    """RudderStack's SDK sends AnonymousId and RSA-* retry headers; the public doors allow any
+    well-formed header a preflight names (no credentials ride on them), the management API does not."""
+    async with api.client() as http:
+        response = await http.options("/v1/track", headers=preflight(PAGE, headers="content-type, anonymousid, rsa-since-last-attempt"))
+        allowed = [h.strip().lower() for h in response.headers["access-control-allow-headers"].split(",")]
+        assert {"anonymousid", "rsa-since-last-attempt", "x-write-key", "content-type"} <= set(allowed)
+        assert len(allowed) == len(set(allowed))
+        response = await http.options("/v1/track", headers=preflight(PAGE, headers="bad header, x-ok"))
+        assert "bad" not in response.headers["access-control-allow-headers"]
+        response = await http.options("/api/v1/workspaces", headers=preflight(CONSOLE, headers="anonymousid"))
+        assert "anonymousid" not in response.headers["access-control-allow-headers"].lower()

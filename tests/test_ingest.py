@@ -518,3 +518,24 @@ async def test_a_nul_in_a_write_key_or_a_filter_is_a_clear_error_not_a_500(clien
         assert (await response.get_json())["error"]["code"] == "invalid_write_key"
     response = await client.get(workspace.url("/events?name=a%00b"), headers=workspace.headers)
     assert response.status_code == 400 and (await response.get_json())["error"]["code"] == "invalid_string"
+
+
+async def test_analytics_js_short_paths(client, workspace, source):
+    """analytics.js (analytics-next) posts text/plain to /v1/t, /v1/p, ... with the write key in
+    the body, and to /v1/b in its batching mode; api.segment.io answers those, so do we."""
+    key = source["key"]
+    for letter, body in (("t", {"event": "Short Track", "anonymousId": "a-1"}),
+                         ("p", {"name": "Home", "anonymousId": "a-1"}),
+                         ("i", {"userId": "u-1", "traits": {"plan": "pro"}})):
+        response = await client.post(f"/v1/{letter}", data=orjson.dumps({**body, "writeKey": key}),
+                                     headers={"Content-Type": "text/plain"})
+        assert response.status_code == 200, await response.get_data()
+    response = await client.post("/v1/b", data=orjson.dumps({"writeKey": key, "batch": [
+        {"type": "track", "event": "Batched", "anonymousId": "a-1"}], "sentAt": "2026-12-03T10:00:00Z"}),
+        headers={"Content-Type": "text/plain"})
+    assert response.status_code == 200, await response.get_data()
+    events = await stored(client, workspace)
+    assert sorted((e["type"], e.get("event") or e.get("name") or "") for e in events) == [
+        ("identify", ""), ("page", "Home"), ("track", "Batched"), ("track", "Short Track")]
+    spec = await (await client.get("/openapi.json")).get_json()
+    assert not any(path in spec["paths"] for path in ("/v1/t", "/v1/b"))  # the same doors under other names

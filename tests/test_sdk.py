@@ -136,7 +136,7 @@ def test_sdk_token_is_uuid4():
 def test_info_before_the_first_event_says_not_created(api_processes):
     stream = headwater.stream(base_url=api_processes[1].base_url)
     try:
-        assert stream.info() == {"token": stream.token, "status": "not_created", "event_count": 0}
+        assert stream.info() == {"claim_token": stream.token, "status": "not_created", "event_count": 0}
     finally:
         stream.close(timeout=0)
 

@@ -3,7 +3,10 @@
 The public doors — the Segment-compatible `/v1/*` and the anonymous stream endpoints — answer
 browsers from any origin, as Segment's and RudderStack's own APIs do: a write key and a claim
 token are public by design, and nothing rides on cookies, so `Access-Control-Allow-Origin: *`
-without credentials. The management API stays same-origin (the console is served by the API
+without credentials. A preflight there may ask for any further request header and gets it
+(RudderStack's SDK sends `AnonymousId` and its `RSA-*` retry headers, for instance): with no
+credentials involved, a header cannot carry anything a page could not send in the body. The
+management API stays same-origin (the console is served by the API
 itself) unless `HEADWATER_CORS_ORIGINS` names origins; those get their own origin back.
 """
 
@@ -20,6 +23,19 @@ EXPOSED = "X-Request-Id, Retry-After, RateLimit-Limit, RateLimit-Remaining, Rate
 MAX_AGE = "86400"  # browsers may cache a preflight this long (Chromium caps it at 2 hours)
 
 _STREAM = re.compile(r"^/api/v1/streams/[^/]+/(events|info)$")
+_HEADER_LIST = re.compile(rb"^[A-Za-z0-9!#$%&'*+.^_`|~-]+(\s*,\s*[A-Za-z0-9!#$%&'*+.^_`|~-]+)*$")
+
+
+def public_headers(requested: bytes | None) -> bytes:
+    """The standard headers, plus whatever well-formed header names the preflight asks for."""
+    names = [name.strip() for name in PUBLIC_HEADERS.split(",")]
+    if requested and len(requested) <= 1024 and _HEADER_LIST.match(requested.strip()):
+        known = {name.lower() for name in names}
+        for name in requested.decode("latin-1").split(","):
+            if name.strip().lower() not in known:
+                names.append(name.strip())
+                known.add(name.strip().lower())
+    return ", ".join(names).encode()
 
 
 class CORS:
@@ -46,9 +62,10 @@ class CORS:
             return
         public_methods = self._public_methods(scope["path"])
         if public_methods is not None:
-            allow_origin, methods, headers = b"*", public_methods, PUBLIC_HEADERS
+            requested = next((value for name, value in scope["headers"] if name == b"access-control-request-headers"), None)
+            allow_origin, methods, headers = b"*", public_methods, public_headers(requested)
         elif origin.decode("latin-1") in self.origins or "*" in self.origins:
-            allow_origin, methods, headers = origin, MANAGEMENT_METHODS, MANAGEMENT_HEADERS
+            allow_origin, methods, headers = origin, MANAGEMENT_METHODS, MANAGEMENT_HEADERS.encode()
         else:  # the management API, same-origin only: no CORS headers, so the browser refuses
             await self.app(scope, receive, send)
             return
@@ -60,7 +77,7 @@ class CORS:
         if preflight:
             await send({"type": "http.response.start", "status": 204, "headers": [
                 *answer, (b"access-control-allow-methods", f"{methods}, OPTIONS".encode()),
-                (b"access-control-allow-headers", headers.encode()), (b"access-control-max-age", MAX_AGE.encode())]})
+                (b"access-control-allow-headers", headers), (b"access-control-max-age", MAX_AGE.encode())]})
             await send({"type": "http.response.body", "body": b""})
             return
         answer.append((b"access-control-expose-headers", EXPOSED.encode()))

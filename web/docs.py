@@ -1,18 +1,22 @@
-"""`/docs`: Swagger UI on `/openapi.json`, its assets served from the `swagger-ui-bundle`
+"""`/docs`: Swagger UI on `/openapi.json`, its assets served from the `swagger-ui-py`
 package installed with Headwater, so the reference works offline and loads nothing from
-another host."""
+another host.
+
+The assets come from `swagger-ui-py`, which ships Swagger UI 5: our description is OpenAPI 3.1,
+and Swagger UI 4 (what `swagger-ui-bundle` ships) refuses to render 3.1 ("does not specify a
+valid version field"). We use its static files only, not its framework glue."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import swagger_ui
 from quart import Blueprint, Response, send_from_directory
-from swagger_ui_bundle import swagger_ui_path
 
 blueprint = Blueprint("docs", __name__, url_prefix="/docs")
 
 PAGE = Path(__file__).parent / "static" / "docs"
-ASSETS = Path(str(swagger_ui_path))
+ASSETS = Path(swagger_ui.__file__).parent / "static"
 
 
 @blueprint.get("")

@@ -23,7 +23,7 @@ from typing import Any
 
 from pydantic import BaseModel
 from quart import Blueprint, Response, request
-from quart_schema import document_response
+from quart_schema import document_response, hide
 
 from activities.redaction import redact_event_body
 from ingest.contracts import enforce, public_violations
@@ -333,3 +333,23 @@ async def batch() -> Response:
 
 
 PATHS[f"{blueprint.url_prefix}/batch"] = BATCH
+
+# The one-letter paths Segment's analytics.js (analytics-next) posts to, as api.segment.io
+# answers them: /v1/t, /v1/i, ... for single messages and /v1/b for its batching mode. They are
+# the same doors under other names, so they stay out of the API description.
+SHORT_PATHS: dict[str, str | None] = {"t": "track", "i": "identify", "p": "page", "s": "screen", "g": "group",
+                                      "a": "alias", "b": BATCH}
+
+
+def _alias(letter: str, kind: str | None) -> None:
+    async def endpoint() -> Response:
+        svc = services()
+        return json_response(await dispatch(svc, await quart_wire(svc), kind))
+
+    endpoint.__name__ = f"ingest_short_{letter}"
+    blueprint.post(f"/{letter}")(hide(endpoint))
+    PATHS[f"{blueprint.url_prefix}/{letter}"] = kind
+
+
+for _letter, _kind in SHORT_PATHS.items():
+    _alias(_letter, _kind)

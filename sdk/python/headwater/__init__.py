@@ -153,10 +153,11 @@ class Stream:
 
     def info(self) -> dict[str, Any]:
         """The stream as the server sees it. Before its first event is stored the server has
-        no stream yet: `{"token", "status": "not_created", "event_count": 0}`."""
+        no stream yet: `{"claim_token", "status": "not_created", "event_count": 0}` — the
+        same shape as the server's answer."""
         response = self._http.get(f"/api/v1/streams/{self.token}/info")
         if response.status_code == 404:
-            return {"token": self.token, "status": "not_created", "event_count": 0}
+            return {"claim_token": self.token, "status": "not_created", "event_count": 0}
         response.raise_for_status()
         return response.json()
 

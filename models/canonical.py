@@ -205,7 +205,11 @@ def event_time(received_at: datetime, client_time: datetime | None, sent_at: dat
         return received_at
     if sent_at is None:
         return client_time
-    return received_at - (sent_at - client_time)
+    try:
+        return received_at - (sent_at - client_time)
+    except OverflowError:  # e.g. sentAt in the year 6427: no clock is that far off
+        raise EventRejected("validation_failed", "sentAt and timestamp are too far apart to correct the client's "
+                            "clock (the corrected time would fall outside years 1-9999)", "sentAt") from None
 
 
 @dataclass(frozen=True)

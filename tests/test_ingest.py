@@ -157,6 +157,13 @@ async def test_clock_skew_correction(client, workspace, source):
                                       headers={"X-Write-Key": source["key"]})).get_json()
     event = await (await client.get(workspace.url(f"/events/{answer['id']}"), headers=workspace.headers)).get_json()
     assert event["timestamp"] == event["received_at"]
+    # A correction no calendar can hold (found by schemathesis: it was a 500) is refused, by name.
+    for wild in ({"timestamp": "0001-01-02T00:00:00Z", "sentAt": "9999-01-01T00:00:00Z"},
+                 {"timestamp": "9999-12-30T00:00:00Z", "sentAt": "0001-01-01T00:00:00Z"}):
+        response = await client.post("/v1/track", json={"event": "t", "userId": "u", **wild},
+                                     headers={"X-Write-Key": source["key"]})
+        assert response.status_code == 422, await response.get_data()
+        assert (await response.get_json())["error"]["details"][0]["field"] == "sentAt"
 
 
 async def test_message_id_dedup(client, workspace, source, sessions):

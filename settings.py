@@ -8,7 +8,7 @@ from __future__ import annotations
 import ipaddress
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -80,6 +80,13 @@ class Settings(BaseSettings):
     forward_idle_seconds: float = Field(default=5.0, gt=0)
     # The worker touches this file every few seconds while it runs (docker-compose's healthcheck).
     worker_heartbeat_file: Path | None = None
+
+    # The console (/console/). Sign-up is closed unless "open"; an operator can always sign a
+    # workspace up with the admin token. Sessions last this long (a revoked key ends them at once).
+    signup: Literal["closed", "open"] = "closed"
+    signups_per_day: int = Field(default=10, ge=1)  # per client IP, when sign-up is open
+    console_session_hours: float = Field(default=12.0, gt=0)
+    temporal_ui_url: str | None = None  # links rules to their workflow in the Temporal UI
 
     @field_validator("trusted_proxies", "cors_origins", mode="before")
     @classmethod

@@ -173,6 +173,7 @@ class Supervisor:
         wait_for_port(settings.host, settings.port, 60, api, what="API")
         log.info("Headwater is up: API http://%s:%d  Temporal UI %s", settings.host, settings.port,
                  f"http://127.0.0.1:{settings.temporal_ui_port}" if not settings.temporal_address else "(external)")
+        print(f"\n  Console: http://{settings.host}:{settings.port}/console/ (sign in with the master key)\n", flush=True)
 
     def watch(self) -> int:
         """Block until a signal, a child that keeps crashing, or the parent (make) going away;

@@ -5,6 +5,7 @@ that calls them owns the transaction.
 """
 
 from models.base import Base
+from models.console_sessions import ConsoleSession
 from models.contracts import ContractViolationBatch, EventContract
 from models.events import Event
 from models.forwarding import DeadLetter, DeliveryAttempt, Destination, ForwardingRetry, ForwardingRule
@@ -16,6 +17,6 @@ from models.transformations import EventTransformation, TransformationVersion
 from models.volume import EventVolumeHourly
 from models.workspaces import MasterKey, Workspace
 
-__all__ = ["Base", "ContractViolationBatch", "DeadLetter", "DeliveryAttempt", "Destination", "Event", "EventContract",
+__all__ = ["Base", "ConsoleSession", "ContractViolationBatch", "DeadLetter", "DeliveryAttempt", "Destination", "Event", "EventContract",
            "EventSource", "EventTransformation", "EventVolumeHourly", "ForwardingRetry", "ForwardingRule",
            "IdempotencyKey", "MasterKey", "RateLimitCounter", "Stream", "StreamEvent", "TransformationVersion", "Workspace"]

@@ -71,8 +71,8 @@ class PageGuard:
             self.problems.append(f"request to another host: {request.url}")
 
     def _request_failed(self, request) -> None:
-        if self.left and request.failure == "net::ERR_ABORTED":
-            return
+        if request.failure == "net::ERR_ABORTED" and (self.left or request.resource_type == "eventsource"):
+            return  # cut off by leaving the page (an endless live stream ends that way)
         self.problems.append(f"request failed: {request.method} {request.url} ({request.failure})")
 
     def _response(self, response) -> None:

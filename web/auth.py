@@ -1,4 +1,9 @@
-"""Who is calling: master keys for workspace routes, the operator token for sign-up."""
+"""Who is calling: master keys for workspace routes, the operator token for sign-up.
+
+A workspace route takes the master key as `Authorization: Bearer mk_…`, or, from the console,
+the session cookie: then a state-changing request must also carry the session's CSRF token in
+`X-CSRF-Token` (the console's scripts send it), so another site cannot act through the cookie.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +15,7 @@ from typing import Any
 
 from quart import g, request
 
+from models.console_sessions import ConsoleSessionRepository, SignedIn
 from models.workspaces import MasterKey, MasterKeyRepository
 from web.errors import APIError
 from web.services import services
@@ -28,7 +34,28 @@ def bearer_token() -> str:
     return token
 
 
+SESSION_COOKIE = "hw_session"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+async def console_session() -> SignedIn | None:
+    """The console session behind the request's cookie, if it is live."""
+    secret = request.cookies.get(SESSION_COOKIE)
+    if not secret or len(secret) > 100:
+        return None
+    async with services().transaction() as session:
+        return await ConsoleSessionRepository(session).find(secret)
+
+
 async def authenticate_master_key() -> MasterKey:
+    if "Authorization" not in request.headers and SESSION_COOKIE in request.cookies:
+        signed_in = await console_session()
+        if signed_in is None:
+            raise APIError(401, "session_expired", "The console session has ended; sign in again.")
+        if request.method not in SAFE_METHODS and not hmac.compare_digest(
+                request.headers.get("X-CSRF-Token", "").encode(), signed_in.csrf_token.encode()):
+            raise APIError(403, "csrf_failed", "Missing or wrong X-CSRF-Token for this console session.")
+        return signed_in.key
     secret = bearer_token()
     if not secret.startswith("mk_") or len(secret) > 200:
         raise APIError(401, "invalid_key", "Unknown or revoked master key.", headers={"WWW-Authenticate": "Bearer"})

@@ -41,7 +41,7 @@ def register_idempotency(app: Quart) -> None:
             return None
         if not 0 < len(key) <= MAX_KEY_LENGTH:
             raise APIError(400, "invalid_idempotency_key", f"{HEADER} must be 1 to {MAX_KEY_LENGTH} characters.")
-        caller = _digest(request.headers.get("Authorization", "").encode())
+        caller = _digest((request.headers.get("Authorization") or request.cookies.get("hw_session", "")).encode())
         fingerprint = _digest(request.method.encode(), request.full_path.encode(),
                               await body_bytes())
         async with services().transaction() as session:

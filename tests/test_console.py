@@ -1,0 +1,313 @@
+"""The console in a real Chromium, against a real API process: the journey a new user lives
+(sign up, a source, events from the official Segment SDK seen live, a stream claimed and its
+events found), a test per page, and the session's rules (CSRF, sign-out, a revoked key). Every
+page is photographed at desktop and phone size into the folder the session prints."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+import pytest
+import segment.analytics
+
+from tests.browser import DESKTOP, PHONE
+from tests.conftest import ADMIN_TOKEN, ApiProcess, WorkspaceKey, make_workspace
+
+SHOTS = Path(__file__).resolve().parent.parent / ".data" / "screenshots"
+
+
+@pytest.fixture(scope="module")
+def api(settings, worker, tmp_path_factory):
+    process = ApiProcess(settings, tmp_path_factory.mktemp("console"), HEADWATER_SIGNUP="open",
+                         HEADWATER_STREAM_REQUESTS_PER_MINUTE="100000", HEADWATER_TRUSTED_PROXIES="")
+    yield process
+    process.stop()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def screenshots():
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    yield SHOTS
+    print(f"\nconsole screenshots: {SHOTS}")
+
+
+async def shoot(page, name: str) -> None:
+    """The page at desktop and phone size."""
+    for label, size in (("desktop", DESKTOP), ("phone", PHONE)):
+        await page.set_viewport_size(size)
+        # Nothing may stick out sideways, but what is inside its own scroller (a wide table).
+        culprits = await page.evaluate("""() => [...document.querySelectorAll('body *')]
+            .filter(e => e.getBoundingClientRect().right > innerWidth + 1 && !e.parentElement.closest('.scroll, pre'))
+            .slice(0, 5).map(e => e.tagName + '#' + e.id + '.' + e.className)""")
+        assert not culprits, f"{name} is wider than a {label} screen: {culprits}"
+        await page.screenshot(path=SHOTS / f"{name}-{label}.png", full_page=True)
+    await page.set_viewport_size(DESKTOP)
+
+
+async def sign_in(page, api: ApiProcess, account: WorkspaceKey) -> None:
+    await page.goto(api.base_url + "/console/sign-in")
+    await page.get_by_label("Master key").fill(account.key)
+    await page.get_by_role("button", name="Sign in").click()
+    await page.wait_for_url(api.base_url + "/console/")
+    await ready(page)
+
+
+async def ready(page) -> None:
+    await page.wait_for_selector("body[data-ready=true]")
+
+
+@pytest.fixture
+async def account(sessions) -> WorkspaceKey:
+    return await make_workspace(sessions, f"console-{uuid.uuid4().hex[:6]}")
+
+
+async def test_the_journey_of_a_new_user(api, open_page):
+    page, guard = await open_page(api.base_url)
+    # Sign up: the master key is shown once, with a copy button, and we are signed in.
+    await page.goto(api.base_url + "/")
+    await page.wait_for_url(re.compile(r".*/console/sign-in$"))
+    await page.get_by_role("link", name="Create a workspace").click()
+    await page.get_by_label("Workspace name").fill(f"Journey {uuid.uuid4().hex[:6]}")
+    await page.get_by_role("button", name="Create workspace").click()
+    secret = await page.get_by_label("Master key").input_value()
+    assert secret.startswith("mk_")
+    await shoot(page, "signed-up")
+    await page.get_by_role("link", name="Continue to the console").click()
+    await ready(page)
+
+    # A source, its key and a snippet.
+    await page.get_by_role("link", name="Sources").click()
+    await ready(page)
+    await page.get_by_label("New source").fill("Web app")
+    await page.get_by_role("button", name="Create source").click()
+    key_field = page.get_by_label("Write key")
+    await key_field.wait_for()
+    write_key = await key_field.input_value()
+    assert write_key.startswith("wk_")
+    assert write_key in await page.locator("#snippet").inner_text()
+    await shoot(page, "sources")
+
+    # The live debugger is open; the official Segment SDK sends; the events show within 2 s.
+    await page.get_by_role("link", name="Live debugger").click()
+    await ready(page)
+    client = segment.analytics.Client(write_key, host=api.base_url, max_retries=1)
+    client.track("user_1", "Journey Started", {"plan": "pro"})
+    client.identify("user_1", {"email": "jane@example.com"})
+    sent = time.monotonic()
+    await asyncio.to_thread(client.flush)
+    await page.get_by_text("track · Journey Started").wait_for(timeout=5_000)
+    assert time.monotonic() - sent < 2.5
+    await page.locator("#feed").get_by_text("identify · ").wait_for()
+    await shoot(page, "live")
+
+    # Claim a stream posted anonymously, then find its events.
+    token = str(uuid.uuid4())
+    async with httpx.AsyncClient(base_url=api.base_url) as http:
+        for i in range(3):
+            await http.post(f"/api/v1/streams/{token}/events", json={
+                "action": "doc.shared", "category": "access", "actor": {"id": f"u{i}", "type": "user"},
+                "tenant_id": "acme"})
+    await page.get_by_role("link", name="Claim a stream").click()
+    await page.get_by_label("Claim token").fill(token)
+    await page.get_by_role("button", name="Look it up").click()
+    await page.locator("#count").filter(has_text="3").wait_for()
+    await page.get_by_role("button", name="Claim into this workspace").click()
+    await page.get_by_text("Claimed: 3 events moved").wait_for()
+    await shoot(page, "claim")
+    await page.get_by_role("link", name="See them").click()
+    await ready(page)
+    assert await page.locator("#events tbody tr").count() == 3
+    await shoot(page, "events")
+
+    await page.get_by_role("link", name="Overview").click()
+    await ready(page)
+    assert await page.locator("#week").inner_text() == "5"
+    await shoot(page, "overview")
+    assert not guard.problems
+
+
+async def test_sign_in_session_csrf_and_sign_out(api, open_page, account, sessions):
+    page, guard = await open_page(api.base_url)
+    # A wrong key is refused in words.
+    await page.goto(api.base_url + "/console/sign-in")
+    await page.get_by_label("Master key").fill("mk_wrong")
+    with guard.expecting(401):
+        await page.get_by_role("button", name="Sign in").click()
+        await page.get_by_text("Unknown or revoked master key.").wait_for()
+    await shoot(page, "sign-in")
+    await sign_in(page, api, account)
+    cookie = next(c for c in await page.context.cookies() if c["name"] == "hw_session")
+    assert cookie["httpOnly"] and cookie["sameSite"] == "Lax" and not cookie["secure"]  # plain http here
+    assert account.key not in cookie["value"]
+
+    # The session works the API, but a state change without the CSRF token does not.
+    jar = {"hw_session": cookie["value"]}
+    async with httpx.AsyncClient(base_url=api.base_url, cookies=jar) as http:
+        assert (await http.get(account.url("/event-keys"))).status_code == 200
+        refused = await http.post(account.url("/event-keys"), json={"name": "x"})
+        assert refused.status_code == 403 and refused.json()["error"]["code"] == "csrf_failed"
+        csrf = await page.evaluate("document.body.dataset.csrf")
+        assert (await http.post(account.url("/event-keys"), json={"name": "x"},
+                                headers={"X-CSRF-Token": csrf})).status_code == 201
+        # A sign-in form posted from another site is refused.
+        forged = await http.post("/console/sign-in", data={"master_key": account.key},
+                                 headers={"Origin": "https://evil.example"})
+        assert forged.status_code == 403
+
+    # Every console answer carries the headers.
+    response = await page.goto(api.base_url + "/console/")
+    headers = response.headers
+    assert "default-src 'self'" in headers["content-security-policy"]
+    assert "frame-ancestors 'none'" in headers["content-security-policy"]
+    assert "unsafe-inline" not in headers["content-security-policy"]
+    assert headers["x-content-type-options"] == "nosniff" and headers["referrer-policy"] == "same-origin"
+
+    # Sign out ends the session server-side.
+    await page.get_by_role("button", name="Sign out").click()
+    await page.wait_for_url(api.base_url + "/console/sign-in")
+    async with httpx.AsyncClient(base_url=api.base_url, cookies=jar) as http:
+        assert (await http.get(account.url("/event-keys"))).status_code == 401
+
+
+async def test_revoking_the_key_ends_its_sessions(api, open_page, account):
+    page, _ = await open_page(api.base_url)
+    await sign_in(page, api, account)
+    await ready(page)
+    async with httpx.AsyncClient(base_url=api.base_url) as http:
+        second = (await http.post(account.url("/master-keys"), json={"name": "other"}, headers=account.headers)).json()
+        keys = (await http.get(account.url("/master-keys"), headers=account.headers)).json()["data"]
+        first_id = next(k["id"] for k in keys if k["id"] != second["id"])
+        revoked = await http.delete(account.url(f"/master-keys/{first_id}"),
+                                    headers={"Authorization": f"Bearer {second['key']}"})
+        assert revoked.status_code == 200
+    await page.goto(api.base_url + "/console/sources")
+    await page.wait_for_url(api.base_url + "/console/sign-in")
+
+
+async def test_sign_up_is_closed_unless_opened_or_the_operator_signs_up(settings, worker, open_page, tmp_path):
+    closed = ApiProcess(settings, tmp_path)  # HEADWATER_SIGNUP unset: closed
+    try:
+        page, guard = await open_page(closed.base_url)
+        await page.goto(closed.base_url + "/console/sign-up")
+        await page.get_by_label("Workspace name").fill(f"Closed {uuid.uuid4().hex[:6]}")
+        await page.get_by_label("Operator token").fill("wrong")
+        with guard.expecting(401):
+            await page.get_by_role("button", name="Create workspace").click()
+            await page.get_by_text("The operator token is not valid.").wait_for()
+        await page.get_by_label("Operator token").fill(ADMIN_TOKEN)
+        await page.get_by_role("button", name="Create workspace").click()
+        assert (await page.get_by_label("Master key").input_value()).startswith("mk_")
+        async with httpx.AsyncClient(base_url=closed.base_url) as http:
+            refused = await http.post("/console/sign-up", data={"workspace": "no token"})
+            assert refused.status_code == 403 and "Sign-up is closed" in refused.text
+    finally:
+        closed.stop()
+
+
+async def test_claim_page_messages(api, open_page, account):
+    page, guard = await open_page(api.base_url)
+    await sign_in(page, api, account)
+    await page.goto(api.base_url + "/console/claim")
+    with guard.expecting(400, 404):
+        await page.get_by_label("Claim token").fill("not-a-token")
+        await page.get_by_role("button", name="Look it up").click()
+        await page.get_by_text("A claim token is a UUID").wait_for()
+        await page.get_by_label("Claim token").fill(str(uuid.uuid4()))
+        await page.get_by_role("button", name="Look it up").click()
+        await page.get_by_text("No stream has this claim token").wait_for()
+
+
+async def test_events_page_filters_pages_and_exports(api, open_page, account):
+    async with httpx.AsyncClient(base_url=api.base_url) as http:
+        source = (await http.post(account.url("/event-keys"), json={"name": "s"}, headers=account.headers)).json()
+        batch = [{"type": "track", "event": "Clicked" if i % 2 else "Viewed", "userId": f"u{i}"} for i in range(120)]
+        assert (await http.post("/v1/batch", json={"batch": batch}, headers={"X-Write-Key": source["key"]})).status_code == 200
+    page, _ = await open_page(api.base_url)
+    await sign_in(page, api, account)
+    await page.goto(api.base_url + "/console/events")
+    await ready(page)
+    assert await page.locator("#events tbody tr").count() == 50
+    await page.get_by_role("button", name="Older events").click()
+    await page.locator("#events tbody tr").nth(99).wait_for()
+    await page.get_by_label("Name").fill("Clicked")
+    await page.get_by_role("button", name="Apply").click()
+    await page.get_by_text("50 shown").wait_for()
+    assert "name=Clicked" in page.url
+    await page.locator("#events tbody button").first.click()
+    assert '"event": "Clicked"' in await page.locator("#detail-json").inner_text()
+    await page.keyboard.press("Escape")
+    href = await page.get_by_role("link", name="Export these (NDJSON)").get_attribute("href")
+    assert "name=Clicked" in href
+    async with page.expect_download() as download:
+        await page.get_by_role("link", name="Export these (NDJSON)").click()
+    saved = Path(await (await download.value).path())
+    lines = (await asyncio.to_thread(saved.read_text)).splitlines()
+    assert len(lines) == 60 and all('"Clicked"' in line for line in lines)
+
+
+async def test_live_debugger_pauses_counts_and_keeps_500(api, open_page, account):
+    async with httpx.AsyncClient(base_url=api.base_url) as http:
+        source = (await http.post(account.url("/event-keys"), json={"name": "s"}, headers=account.headers)).json()
+        page, _ = await open_page(api.base_url)
+        await sign_in(page, api, account)
+        await page.goto(api.base_url + "/console/live")
+        await page.get_by_text("live", exact=True).wait_for()
+        await page.get_by_role("button", name="Pause").click()
+        send = lambda n, name: http.post("/v1/batch", headers={"X-Write-Key": source["key"]},  # noqa: E731
+                                          json={"batch": [{"type": "track", "event": name, "userId": f"u{i}",
+                                                           "properties": {"needle": i == 7}} for i in range(n)]})
+        await send(30, "While Paused")
+        await page.locator("#waiting").filter(has_text="30").wait_for()
+        assert await page.locator("#feed li").count() == 0
+        await page.get_by_role("button", name="Resume").click()
+        await page.locator("#feed li").nth(29).wait_for()
+        # A burst: the page keeps the newest 500 and counts them all.
+        for _ in range(3):
+            await send(250, "Burst")
+        await page.locator("#received").filter(has_text="780").wait_for(timeout=10_000)
+        assert await page.locator("#feed li").count() == 500
+        await page.get_by_label("Search").fill('"needle":true')
+        await page.wait_for_function("document.querySelectorAll('#feed li').length <= 4")
+
+
+async def test_sources_page_test_event_and_revoke(api, open_page, account):
+    page, _ = await open_page(api.base_url)
+    await sign_in(page, api, account)
+    await page.goto(api.base_url + "/console/sources")
+    await ready(page)
+    await page.get_by_label("New source").fill("Backend")
+    await page.get_by_role("button", name="Create source").click()
+    await page.get_by_role("button", name="Send a test event with Backend").click()
+    await page.get_by_text("Test event sent with Backend").wait_for()
+    await page.get_by_role("button", name="Revoke Backend").click()
+    await page.get_by_role("button", name="Cancel").click()
+    await page.get_by_role("button", name="Revoke Backend").click()
+    await page.get_by_role("dialog").get_by_role("button", name="Revoke").click()
+    await page.get_by_text("Backend revoked").wait_for()
+    async with httpx.AsyncClient(base_url=api.base_url) as http:
+        keys = (await http.get(account.url("/event-keys"), headers=account.headers)).json()["data"]
+        assert [k["status"] for k in keys if k["name"] == "Backend"] == ["revoked"]
+
+
+async def test_pages_in_the_dark_and_by_keyboard(api, open_page, account):
+    page, _ = await open_page(api.base_url, color_scheme="dark")
+    await sign_in(page, api, account)
+    await ready(page)
+    background = await page.evaluate("getComputedStyle(document.body).backgroundColor")
+    assert background == "rgb(16, 18, 23)"
+    await shoot(page, "overview-dark")
+    # Keyboard: the skip link first, then the navigation.
+    await page.keyboard.press("Tab")
+    assert await page.evaluate("document.activeElement.textContent") == "Skip to content"
+    # Every control on every page has a label.
+    for path in ("", "claim", "events", "live", "sources"):
+        await page.goto(api.base_url + f"/console/{path}")
+        await ready(page)
+        unlabeled = await page.evaluate("""() => [...document.querySelectorAll('input, select, textarea')]
+            .filter(e => e.type !== 'hidden' && !e.labels?.length && !e.getAttribute('aria-label')).map(e => e.name || e.id)""")
+        assert unlabeled == [], (path, unlabeled)

@@ -17,7 +17,8 @@ from forwarding.delivery import Delivery, Outcome, PrivateDestination, Sender, c
 from forwarding.outcomes import Batch, EventOutcome, RetryLimits, Settlement, backoff, error_text, settle
 from forwarding.reader import EventReader, Row
 from forwarding.recorder import Cursor, OutcomeRecorder
-from models.forwarding import Destination, ForwardingRepository, ForwardingRule, max_in_flight
+from models.forwarding import DeadLetterFilter, Destination, ForwardingRepository, ForwardingRule, max_in_flight
+from models.timestamps import parse_iso
 from models.transformations import ERROR as TRANSFORMATION_ERROR
 from models.transformations import TransformationSnapshot
 from settings import Settings
@@ -235,5 +236,8 @@ class ForwardingEngine:
 
     async def redrive(self, params: RedriveInput) -> RedriveResult:
         async with self.sessions() as session, session.begin():
-            count = await ForwardingRepository(session).redrive(uuid.UUID(params.rule_id), params.event_ids)
+            matching = DeadLetterFilter(status=params.status, error=params.error,
+                                        since=parse_iso(params.since) if params.since else None,
+                                        until=parse_iso(params.until) if params.until else None)
+            count = await ForwardingRepository(session).redrive(uuid.UUID(params.rule_id), params.event_ids, matching)
         return RedriveResult(redriven=count)

@@ -9,6 +9,7 @@ later appear behind a rule's cursor. The cursor is (commit_xid, event id).
 
 from __future__ import annotations
 
+import re
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -134,6 +135,40 @@ class DeadLetter(Base):
     last_attempt_at: Mapped[datetime]
 
 
+@dataclass(frozen=True)
+class DeadLetterFilter:
+    """Which dead letters a list, a count or a redrive means: the last status code, text in the
+    error or the response excerpt (case-insensitive), a range of the last attempt. Declared once
+    as SQL, so the count shown before "redrive all matching" and the redrive agree."""
+
+    status: int | None = None
+    error: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+    def _parts(self) -> list[tuple[str, dict[str, Any]]]:
+        parts: list[tuple[str, dict[str, Any]]] = []
+        if self.status is not None:
+            parts.append(("last_status = :dl_status", {"dl_status": self.status}))
+        if self.error:
+            pattern = "%" + re.sub(r"([\\%_])", r"\\\1", self.error) + "%"
+            parts.append(("(error ILIKE :dl_error OR response_excerpt ILIKE :dl_error)", {"dl_error": pattern}))
+        if self.since is not None:
+            parts.append(("last_attempt_at >= :dl_since", {"dl_since": self.since}))
+        if self.until is not None:
+            parts.append(("last_attempt_at < :dl_until", {"dl_until": self.until}))
+        return parts
+
+    def clauses(self) -> list[Any]:
+        return [text(sql).bindparams(**params) for sql, params in self._parts()]
+
+    def sql(self) -> str:
+        return "".join(f" AND {sql}" for sql, _ in self._parts())
+
+    def params(self) -> dict[str, Any]:
+        return {name: value for _, params in self._parts() for name, value in params.items()}
+
+
 class AttemptOutcome(StrEnum):
     """What a request to a destination (a delivery attempt) came to, for its events."""
 
@@ -256,8 +291,9 @@ class ForwardingRepository:
 
     # --- dead letters and attempts -----------------------------------------------------------
 
-    async def dead_letters(self, rule_id: uuid.UUID, limit: int, before_seq: int | None) -> tuple[list[DeadLetter], str | None]:
-        query = select(DeadLetter).where(DeadLetter.rule_id == rule_id)
+    async def dead_letters(self, rule_id: uuid.UUID, limit: int, before_seq: int | None,
+                           matching: DeadLetterFilter | None = None) -> tuple[list[DeadLetter], str | None]:
+        query = select(DeadLetter).where(DeadLetter.rule_id == rule_id, *(matching or DeadLetterFilter()).clauses())
         if before_seq is not None:
             query = query.where(DeadLetter.seq < before_seq)
         rows = list(await self.session.scalars(query.order_by(DeadLetter.seq.desc()).limit(limit + 1)))
@@ -267,17 +303,23 @@ class ForwardingRepository:
         return list(await self.session.scalars(select(DeliveryAttempt).where(DeliveryAttempt.rule_id == rule_id)
                                                .order_by(DeliveryAttempt.seq.desc()).limit(limit)))
 
-    async def redrive(self, rule_id: uuid.UUID, event_ids: list[str] | None) -> int:
-        """Move dead letters (all, or those with these ids or event ids) back to be retried now,
-        attempts reset."""
+    async def count_dead_letters(self, rule_id: uuid.UUID, matching: DeadLetterFilter) -> int:
+        return await self.session.scalar(select(func.count()).select_from(DeadLetter).where(
+            DeadLetter.rule_id == rule_id, *matching.clauses())) or 0
+
+    async def redrive(self, rule_id: uuid.UUID, event_ids: list[str] | None,
+                      matching: DeadLetterFilter | None = None) -> int:
+        """Move dead letters (all that match, or those with these ids or event ids) back to be
+        retried now, attempts reset."""
+        matching = matching or DeadLetterFilter()
         condition = "rule_id = :rule_id" + (" AND (event_id = ANY(:event_ids) OR id::text = ANY(:event_ids))"
-                                            if event_ids is not None else "")
+                                            if event_ids is not None else "") + matching.sql()
         moved = await self.session.execute(text(f"""
             WITH moved AS (DELETE FROM dead_letters WHERE {condition} RETURNING rule_id, event_id)
             INSERT INTO forwarding_retries (rule_id, event_id, attempts, first_attempt_at, next_attempt_at)
             SELECT rule_id, event_id, 0, now(), now() FROM moved
             ON CONFLICT (rule_id, event_id) DO UPDATE SET next_attempt_at = now()
-        """), {"rule_id": rule_id, "event_ids": event_ids})
+        """), {"rule_id": rule_id, "event_ids": event_ids, **matching.params()})
         return rows_affected(moved)
 
     async def delete_rule(self, rule: ForwardingRule) -> None:

@@ -373,6 +373,55 @@ async def test_redrive(client, workspace, source):
         await sink.stop()
 
 
+async def test_dead_letters_filtered_counted_and_redriven_by_filter(client, workspace, source):
+    """"Redrive all matching" sends every dead letter the filter matches (the count first), not
+    a page of them, and leaves the others."""
+    accept = False
+
+    def answer(request):
+        if accept:
+            return Reply()
+        n = request.json()["properties"]["n"]
+        return Reply(400, body=b"Quota exceeded for this account") if n % 2 else Reply(422, body=b"bad payload")
+
+    sink = await Sink(answer).start()
+    try:
+        destination = await make_destination(client, workspace, sink.url)
+        rule = await make_rule(client, workspace, destination)
+        ids = [await track(client, source, properties={"n": n}) for n in range(6)]
+        url = workspace.url(f"/event-forwarding-rules/{rule['id']}/dead-letters")
+
+        async def count(query: str = "") -> int:
+            response = await client.get(f"{url}/count{query}", headers=workspace.headers)
+            assert response.status_code == 200, await response.get_data()
+            return (await response.get_json())["count"]
+
+        async def six_dead():
+            assert await count() == 6
+        await eventually(six_dead)
+        assert await count("?status=400") == 3 and await count("?status=422") == 3
+        assert await count("?error=QUOTA") == 3 and await count("?error=quota&status=422") == 0
+        assert await count("?error=100%25") == 0  # LIKE's wildcards are taken literally
+        assert await count("?until=2000-01-01T00:00:00Z") == 0 and await count("?since=2000-01-01T00:00:00Z") == 6
+        listed = (await (await client.get(f"{url}?status=400&limit=2", headers=workspace.headers)).get_json())
+        assert len(listed["data"]) == 2 and listed["next_cursor"]
+        assert (await client.get(f"{url}/count?status=99", headers=workspace.headers)).status_code == 400
+        both = await client.post(url + "/redrive", json={"ids": [ids[0]], "status": 400}, headers=workspace.headers)
+        assert both.status_code == 422
+
+        accept = True
+        response = await client.post(url + "/redrive", json={"error": "quota"}, headers=workspace.headers)
+        assert response.status_code == 202
+
+        async def only_the_422s_left():
+            data = (await (await client.get(url, headers=workspace.headers)).get_json())["data"]
+            assert sorted(d["event_id"] for d in data) == sorted(ids[0::2])
+            assert (await rule_state(client, workspace, rule))["stats"]["delivered"] == 3
+        await eventually(only_the_422s_left)
+    finally:
+        await sink.stop()
+
+
 async def test_replay_sends_older_events(client, workspace, source, sink):
     before = [await track(client, source, properties={"n": n}) for n in range(4)]
     since = (await (await client.get(workspace.url(f"/events/{before[1]}"), headers=workspace.headers)).get_json())[

@@ -23,7 +23,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.common import WorkflowIDConflictPolicy
 
 from models.canonical import EventType
-from models.forwarding import DeadLetter, DeliveryAttempt, ForwardingRepository, ForwardingRule, RuleStats
+from models.forwarding import (
+    DeadLetter,
+    DeadLetterFilter,
+    DeliveryAttempt,
+    ForwardingRepository,
+    ForwardingRule,
+    RuleStats,
+)
 from models.paging import decode_seq_cursor
 from models.timestamps import iso
 from models.transformations import ACTIVE, TransformationRepository
@@ -117,8 +124,29 @@ class ReplayRequest(BaseModel):
     since: IsoDateTime
 
 
-class RedriveRequest(BaseModel):
+class DeadLetterMatch(BaseModel):
+    """Which dead letters: the last status code, text in the error or response excerpt
+    (case-insensitive), a range of the last attempt. Nothing given: all of them."""
+
     model_config = ConfigDict(extra="forbid")
+    status: int | None = Field(default=None, ge=100, le=599)
+    error: Annotated[str, StringConstraints(min_length=1, max_length=200)] | None = None
+    since: IsoDateTime | None = None
+    until: IsoDateTime | None = None
+
+    def filter(self) -> DeadLetterFilter:
+        return DeadLetterFilter(status=self.status, error=self.error, since=self.since, until=self.until)
+
+
+class DeadLetterQuery(DeadLetterMatch):
+    limit: int = Field(default=100, ge=1, le=1000)
+    cursor: str | None = None
+
+
+class RedriveRequest(DeadLetterMatch):
+    """`{"ids": [...]}` (dead letter ids or event ids), or a filter: every dead letter that
+    matches it, not only a page of them."""
+
     ids: list[Annotated[str, StringConstraints(min_length=1, max_length=64)]] | None = Field(default=None,
                                                                                           max_length=10_000)
 
@@ -306,28 +334,54 @@ def dead_letter_json(d: DeadLetter) -> dict[str, Any]:
 
 @blueprint.get("/<rule_id>/dead-letters")
 @master_key_for_workspace
-@document_querystring(PageQuery)
+@document_querystring(DeadLetterQuery)
 async def dead_letters(workspace_id: uuid.UUID, rule_id: str) -> Response:
-    """Events given up on, newest first, keyset-paginated."""
-    query: PageQuery = parse_query(PageQuery)
+    """Events given up on, newest first, keyset-paginated; filtered by `status`, `error` (text
+    in the error or the response), `since`/`until` (the last attempt)."""
+    query: DeadLetterQuery = parse_query(DeadLetterQuery)
     before = decoded_cursor(query.cursor, decode_seq_cursor)
     async with services().transaction() as session:
         rule = await _get(session, workspace_id, rule_id)
-        rows, next_cursor = await ForwardingRepository(session).dead_letters(rule.id, query.limit, before)
+        rows, next_cursor = await ForwardingRepository(session).dead_letters(rule.id, query.limit, before,
+                                                                             query.filter())
     return json_response({"data": [dead_letter_json(d) for d in rows], "next_cursor": next_cursor})
+
+
+class CountOut(BaseModel):
+    count: int
+    request_id: str
+
+
+@blueprint.get("/<rule_id>/dead-letters/count")
+@master_key_for_workspace
+@document_querystring(DeadLetterMatch)
+@document_response(CountOut)
+async def count_dead_letters(workspace_id: uuid.UUID, rule_id: str) -> Response:
+    """How many dead letters match the filter: what a redrive with the same filter would send."""
+    query: DeadLetterMatch = parse_query(DeadLetterMatch)
+    async with services().transaction() as session:
+        rule = await _get(session, workspace_id, rule_id)
+        count = await ForwardingRepository(session).count_dead_letters(rule.id, query.filter())
+    return json_response({"count": count})
 
 
 @blueprint.post("/<rule_id>/dead-letters/redrive")
 @master_key_for_workspace
 @json_body(RedriveRequest, optional=True)
 async def redrive(workspace_id: uuid.UUID, rule_id: str, body: RedriveRequest) -> Response:
-    """Send dead letters again — all, or `{"ids": [...]}` (dead letter ids or event ids). Runs
-    as a workflow; answers 202 with its id."""
+    """Send dead letters again: all, `{"ids": [...]}` (dead letter ids or event ids), or every one
+    matching a filter (`status`, `error`, `since`, `until`, as the list takes them). Runs as a
+    workflow; answers 202 with its id."""
     svc = services()
+    if body.ids is not None and body.model_dump(exclude={"ids"}, exclude_none=True):
+        raise APIError(422, "validation_failed", "Give either ids or a filter, not both.",
+                       [{"field": "ids", "message": "not together with a filter"}])
     async with svc.transaction() as session:
         rule = await _get(session, workspace_id, rule_id)
     workflow_id = request_workflow_id("redrive", rule, body)
-    await _start(svc, RedriveWorkflow.run, RedriveInput(rule_id=str(rule.id), event_ids=body.ids), workflow_id)
+    await _start(svc, RedriveWorkflow.run, RedriveInput(
+        rule_id=str(rule.id), event_ids=body.ids, status=body.status, error=body.error,
+        since=iso(body.since) if body.since else None, until=iso(body.until) if body.until else None), workflow_id)
     return json_response({"workflow_id": workflow_id}, 202)
 
 

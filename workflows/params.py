@@ -157,7 +157,13 @@ class ReplayBatchResult:
 @dataclass
 class RedriveInput:
     rule_id: str
-    event_ids: list[str] | None = None  # None: every dead letter of the rule
+    event_ids: list[str] | None = None  # None: every dead letter of the rule that matches the filter
+    # The filter ("redrive all matching"): the last status code, text in the error or response,
+    # and a range of the last attempt (ISO 8601). None matches anything.
+    status: int | None = None
+    error: str | None = None
+    since: str | None = None
+    until: str | None = None
 
 
 @dataclass

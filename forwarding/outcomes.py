@@ -37,6 +37,7 @@ class Settlement:
     """A pass's outcomes as the recorder writes them."""
 
     delivered: int = 0
+    dropped: int = 0  # by the transformation
     dead: int = 0
     last_error: str | None = None
     done_ids: list[str] = field(default_factory=list)  # leave the retries
@@ -80,6 +81,7 @@ def settle(rows: list[Row], batch: Batch, now: datetime, limits: RetryLimits,
         first = row.first_attempt_at or now
         if outcome.outcome in (Outcome.DELIVERED, Outcome.DROPPED):
             settled.delivered += outcome.outcome == Outcome.DELIVERED
+            settled.dropped += outcome.outcome == Outcome.DROPPED
             settled.done_ids.append(row.id)
             continue
         settled.last_error = outcome.error or settled.last_error

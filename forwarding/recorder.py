@@ -71,6 +71,15 @@ class OutcomeRecorder:
                     last_status = excluded.last_status, response_excerpt = excluded.response_excerpt,
                     error = excluded.error, last_attempt_at = now()
             """), {"rule_id": rule_id, "rows": orjson.dumps(settled.dead_rows).decode()})
+        counts = (settled.delivered, settled.dropped, len(settled.retry_rows), settled.dead)
+        if any(counts):
+            await self.session.execute(text("""
+                INSERT INTO rule_volume_hourly AS v (rule_id, hour_bucket, delivered, dropped, retried, dead_lettered)
+                VALUES (:rule_id, date_trunc('hour', now(), 'UTC'), :delivered, :dropped, :retried, :dead)
+                ON CONFLICT (rule_id, hour_bucket) DO UPDATE SET delivered = v.delivered + excluded.delivered,
+                    dropped = v.dropped + excluded.dropped, retried = v.retried + excluded.retried,
+                    dead_lettered = v.dead_lettered + excluded.dead_lettered
+            """), dict(zip(("delivered", "dropped", "retried", "dead"), counts, strict=True), rule_id=rule_id))
         await self._log_attempts(rule_id, batch, dead_ids={d["event_id"] for d in settled.dead_rows}, held=held)
         return True
 

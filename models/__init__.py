@@ -8,7 +8,14 @@ from models.base import Base
 from models.console_sessions import ConsoleSession
 from models.contracts import ContractViolationBatch, EventContract
 from models.events import Event
-from models.forwarding import DeadLetter, DeliveryAttempt, Destination, ForwardingRetry, ForwardingRule
+from models.forwarding import (
+    DeadLetter,
+    DeliveryAttempt,
+    Destination,
+    ForwardingRetry,
+    ForwardingRule,
+    RuleVolumeHourly,
+)
 from models.idempotency import IdempotencyKey
 from models.rate_limits import RateLimitCounter
 from models.sources import EventSource
@@ -19,4 +26,4 @@ from models.workspaces import MasterKey, Workspace
 
 __all__ = ["Base", "ConsoleSession", "ContractViolationBatch", "DeadLetter", "DeliveryAttempt", "Destination", "Event", "EventContract",
            "EventSource", "EventTransformation", "EventVolumeHourly", "ForwardingRetry", "ForwardingRule",
-           "IdempotencyKey", "MasterKey", "RateLimitCounter", "Stream", "StreamEvent", "TransformationVersion", "Workspace"]
+           "IdempotencyKey", "MasterKey", "RateLimitCounter", "RuleVolumeHourly", "Stream", "StreamEvent", "TransformationVersion", "Workspace"]

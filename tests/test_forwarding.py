@@ -422,6 +422,38 @@ async def test_dead_letters_filtered_counted_and_redriven_by_filter(client, work
         await sink.stop()
 
 
+async def test_the_delivery_funnel(client, workspace, source):
+    """matched → dropped by the transformation → delivered / retried → dead-lettered, by hour."""
+    code = "function transform(event) { return event.event === 'skip' ? null : event; }"
+    transformation = await (await client.post(workspace.url("/event-transformations"), headers=workspace.headers,
+                                              json={"name": "t", "source_code": code, "status": "active"})).get_json()
+    sink = await Sink(lambda request: Reply(400) if request.json()["properties"].get("bad") else Reply()).start()
+    try:
+        destination = await make_destination(client, workspace, sink.url)
+        rule = await make_rule(client, workspace, destination, transformation_id=transformation["id"],
+                               event_names=["buy", "skip"])
+        for name, properties in (("buy", {}), ("buy", {}), ("buy", {"bad": True}), ("skip", {}), ("skip", {}),
+                                 ("other", {})):
+            await track(client, source, name, properties=properties)
+        url = workspace.url(f"/event-forwarding-rules/{rule['id']}/funnel")
+
+        async def settled():
+            response = await client.get(url, headers=workspace.headers)
+            assert response.status_code == 200, await response.get_data()
+            body = await response.get_json()
+            assert {k: body[k] for k in ("matched", "dropped", "delivered", "dead_lettered", "retrying_now")} == {
+                "matched": 5, "dropped": 2, "delivered": 2, "dead_lettered": 1, "retrying_now": 0}
+        await eventually(settled)
+        empty = await (await client.get(url + "?since=2001-01-01T00:00:00Z&until=2001-01-02T00:00:00Z",
+                                        headers=workspace.headers)).get_json()
+        assert empty["matched"] == empty["delivered"] == 0
+        backwards = await client.get(url + "?since=2001-01-02T00:00:00Z&until=2001-01-01T00:00:00Z",
+                                     headers=workspace.headers)
+        assert backwards.status_code == 400
+    finally:
+        await sink.stop()
+
+
 async def test_replay_sends_older_events(client, workspace, source, sink):
     before = [await track(client, source, properties={"n": n}) for n in range(4)]
     since = (await (await client.get(workspace.url(f"/events/{before[1]}"), headers=workspace.headers)).get_json())[

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Annotated, Any
 
@@ -383,6 +383,43 @@ async def redrive(workspace_id: uuid.UUID, rule_id: str, body: RedriveRequest) -
         rule_id=str(rule.id), event_ids=body.ids, status=body.status, error=body.error,
         since=iso(body.since) if body.since else None, until=iso(body.until) if body.until else None), workflow_id)
     return json_response({"workflow_id": workflow_id}, 202)
+
+
+class FunnelQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    since: IsoDateTime | None = None  # default: 24 hours ago
+    until: IsoDateTime | None = None  # default: now
+
+
+class FunnelOut(BaseModel):
+    since: str
+    until: str
+    matched: int
+    dropped: int
+    delivered: int
+    retried: int
+    retrying_now: int
+    dead_lettered: int
+    request_id: str
+
+
+@blueprint.get("/<rule_id>/funnel")
+@master_key_for_workspace
+@document_querystring(FunnelQuery)
+@document_response(FunnelOut)
+async def funnel(workspace_id: uuid.UUID, rule_id: str) -> Response:
+    """The rule's delivery funnel, by whole hours (UTC) from `since`'s hour to `until`'s: events
+    that `matched` its filters, `dropped` by its transformation, `delivered`, `retried` (attempts
+    that failed and were scheduled again), `dead_lettered`; and the events `retrying_now`."""
+    query: FunnelQuery = parse_query(FunnelQuery)
+    until = query.until or datetime.now(UTC)
+    since = query.since or until - timedelta(hours=24)
+    if since > until:
+        raise APIError(400, "invalid_query", "since must not be after until.", [{"field": "since", "message": "after until"}])
+    async with services().transaction() as session:
+        rule = await _get(session, workspace_id, rule_id)
+        counts = await ForwardingRepository(session).funnel(rule, since, until)
+    return json_response({"since": iso(since), "until": iso(until), **counts})
 
 
 def attempt_json(a: DeliveryAttempt) -> dict[str, Any]:

@@ -110,10 +110,12 @@ async def open_page(browser):
         return page, guard
 
     yield open_
-    for context, _ in opened:
-        await context.close()
-    for _, guard in opened:
-        guard.check()
+    try:  # judged before closing: a request cut off by the close is not the page's failure
+        for _, guard in opened:
+            guard.check()
+    finally:
+        for context, _ in opened:
+            await context.close()
 
 
 def screenshot_dir(root: Path) -> Path:

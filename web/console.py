@@ -41,6 +41,7 @@ PAGES = {  # path → (template, title, nav label)
     "events": ("events.html", "Events"),
     "live": ("live.html", "Live debugger"),
     "sources": ("sources.html", "Sources"),
+    "rules": ("rules.html", "Destinations and rules"),
 }
 
 
@@ -87,6 +88,7 @@ async def _page(path: str, signed_in: SignedIn, **context: object) -> str:
     return await render_template(f"console/{template}", title=title, page=path, pages=PAGES,
                                  workspace_id=str(signed_in.key.workspace_id), csrf_token=signed_in.csrf_token,
                                  key_prefix=signed_in.key.prefix, temporal_ui_url=settings.temporal_ui_url or "",
+                                 temporal_namespace=settings.temporal_namespace,
                                  **context)
 
 

@@ -17,8 +17,8 @@ import segment.analytics
 from playwright.async_api import expect
 
 from tests.browser import DESKTOP, PHONE
-from tests.sinks import Reply, Sink
 from tests.conftest import ADMIN_TOKEN, ApiProcess, WorkspaceKey, make_workspace
+from tests.sinks import Reply, Sink
 
 SHOTS = Path(__file__).resolve().parent.parent / ".data" / "screenshots"
 

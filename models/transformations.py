@@ -113,6 +113,12 @@ class TransformationRepository:
         await self.session.flush()
         await self.session.refresh(transformation)
 
+    async def versions(self, transformation_id: uuid.UUID) -> list[TransformationVersion]:
+        """Every version's code, newest first."""
+        return list(await self.session.scalars(
+            select(TransformationVersion).where(TransformationVersion.transformation_id == transformation_id)
+            .order_by(TransformationVersion.version.desc())))
+
     async def delete(self, transformation: EventTransformation) -> None:
         await self.session.delete(transformation)
         await self.session.flush()

@@ -363,3 +363,35 @@ async def test_destinations_rules_funnel_dead_letters_and_redrive_all_matching(a
         assert "delivered" in await page.locator("#attempts tbody").inner_text()
     finally:
         await sink.stop()
+
+
+async def test_transformations_editor_test_save_activate_versions(api, open_page, account):
+    page, guard = await open_page(api.base_url)
+    await sign_in(page, api, account)
+    await page.get_by_role("link", name="Transformations").click()
+    await ready(page)
+    await page.get_by_label("Name", exact=True).fill("Mark seen")
+    editor = page.get_by_label("Code")
+    await editor.fill("function transform(event) {\nevent.seen = true;\nreturn event;\n}")
+    await editor.press("Control+Home")
+    await editor.press("Tab")  # Tab indents inside the editor
+    assert (await editor.input_value()).startswith("  function")
+    assert (await page.locator("#gutter").inner_text()).split() == ["1", "2", "3", "4"]
+    await page.get_by_role("button", name="Run test").click()
+    await expect(page.locator("#output")).to_contain_text('"seen": true')
+    await expect(page.locator("#duration")).to_contain_text("Version 1")
+
+    with guard.expecting(422):
+        await editor.fill("function transform(event) {\n  return event +;\n}")
+        await page.get_by_role("button", name="Run test").click()
+        await expect(page.locator("#error")).to_contain_text("Line 2, column")
+        await editor.fill("function transform(event) {\n  event.seen = true;\n  return event;\n}")
+        await page.get_by_label("Expected output").fill('{"type": "track", "event": "Signed Up", "properties": {}}')
+        await page.get_by_role("button", name="Activate").click()
+        await expect(page.locator("#error")).to_contain_text("cannot be active")
+    await page.get_by_label("Expected output").fill(
+        '{"type": "track", "event": "Signed Up", "properties": {}, "seen": true}')
+    await page.get_by_role("button", name="Activate").click()
+    await expect(page.locator("#status")).to_contain_text("active")
+    await expect(page.locator("#versions li")).to_have_count(2)
+    await shoot(page, "transformations")

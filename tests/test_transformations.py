@@ -100,6 +100,13 @@ async def test_reference_example_create_test_activate(client, workspace):
     listed = await (await client.get(workspace.url("/event-transformations"), headers=workspace.headers)).get_json()
     assert [t["id"] for t in listed["data"]] == [created["id"]] and listed["next_cursor"] is None
     assert (await get(client, workspace, created))["status"] == "active"
+    # Code that fails the stored test is refused for an active transformation: no new version.
+    refused = await put(client, workspace, created, source_code="function transform(e) { return e; }")
+    assert refused.status_code == 422 and (await refused.get_json())["error"]["code"] == "test_failed"
+    versions = await (await client.get(workspace.url(f"/event-transformations/{created['id']}/versions"),
+                                       headers=workspace.headers)).get_json()
+    assert [v["version"] for v in versions["data"]] == [2, 1]
+    assert {v["source_code"] for v in versions["data"]} == {REFERENCE["source_code"]}
 
 
 async def test_activation_refused_when_the_test_does_not_match(client, workspace):

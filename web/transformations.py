@@ -233,6 +233,30 @@ async def delete_transformation(workspace_id: uuid.UUID, transform_id: str) -> R
     return Response(status=204)
 
 
+class VersionOut(BaseModel):
+    version: int
+    source_code: str
+    created_at: str
+
+
+class VersionList(BaseModel):
+    data: list[VersionOut]
+    request_id: str
+
+
+@blueprint.get("/<transform_id>/versions")
+@master_key_for_workspace
+@document_response(VersionList)
+async def versions(workspace_id: uuid.UUID, transform_id: str) -> Response:
+    """Every version of the code, newest first (at most one per update, so a short list)."""
+    async with services().transaction() as session:
+        repository = TransformationRepository(session)
+        t = await _get(repository, workspace_id, transform_id)
+        rows = await repository.versions(t.id)
+    return json_response({"data": [{"version": v.version, "source_code": v.source_code,
+                                    "created_at": iso(v.created_at)} for v in rows]})
+
+
 @blueprint.post("/<transform_id>/test")
 @master_key_for_workspace
 @json_body(TestRequest, optional=True)

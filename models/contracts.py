@@ -222,9 +222,11 @@ class ContractRepository:
                                group_by: list[str]) -> list[dict[str, Any]]:
         item = _items()
         columns = [_field(item, name).label(name) for name in group_by]
-        query = self._filtered(select(*columns, func.count().label("count")), item, contract_id, filters)
+        last_seen = func.max(ContractViolationBatch.occurred_at)
+        query = self._filtered(select(*columns, func.count().label("count"), last_seen), item, contract_id, filters)
         rows = await self.session.execute(query.group_by(*columns).order_by(func.count().desc(), *columns))
-        return [{**{name: row[i] for i, name in enumerate(group_by)}, "count": row[-1]} for row in rows.all()]
+        return [{**{name: row[i] for i, name in enumerate(group_by)}, "count": row[-2], "last_seen": iso(row[-1])}
+                for row in rows.all()]
 
 
 def _items() -> Any:

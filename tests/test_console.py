@@ -395,3 +395,35 @@ async def test_transformations_editor_test_save_activate_versions(api, open_page
     await expect(page.locator("#status")).to_contain_text("active")
     await expect(page.locator("#versions li")).to_have_count(2)
     await shoot(page, "transformations")
+
+
+async def test_contracts_page_fault_at_its_line_and_violations_grouped(api, open_page, account):
+    page, guard = await open_page(api.base_url)
+    await sign_in(page, api, account)
+    await page.get_by_role("link", name="Contracts").click()
+    await ready(page)
+    form = page.locator("#contract")
+    await form.get_by_label("Name", exact=True).fill("Orders")
+    await form.get_by_label("Event name").fill("Order Completed")
+    schema = page.get_by_label("Schema")
+    await schema.fill('{\n  "type": "object",\n  "properties": {\n    "total": {\n      "type": "nmber"\n    }\n  }\n}')
+    with guard.expecting(422):
+        await form.get_by_role("button", name="Save").click()
+        await expect(page.locator("#fault")).to_contain_text("Line 5 (/properties/total/type)")
+    await schema.fill('{\n  "type": "object",\n  "required": ["order_id"],\n  "properties": {\n'
+                      '    "order_id": {"type": "string"},\n    "total": {"type": "number"}\n  }\n}')
+    await form.get_by_role("button", name="Save").click()
+    await expect(page.locator("#contract-title")).to_contain_text("Edit Orders")
+    async with httpx.AsyncClient(base_url=api.base_url) as http:
+        source = (await http.post(account.url("/event-keys"), json={"name": "s"}, headers=account.headers)).json()
+        batch = [{"type": "track", "event": "Order Completed", "userId": "u", "properties": {"total": "ten"}}
+                 for _ in range(3)]
+        assert (await http.post("/v1/batch", json={"batch": batch}, headers={"X-Write-Key": source["key"]})).status_code == 200
+    await page.reload()
+    await ready(page)
+    groups = page.locator("#groups tbody")
+    await expect(groups).to_contain_text("/properties/total")
+    await expect(groups.locator("tr").filter(has_text="type_mismatch")).to_contain_text("3")
+    await expect(groups.locator("tr").filter(has_text="required_missing")).to_contain_text("/properties/order_id")
+    await expect(page.locator("#samples tbody tr")).to_have_count(6)
+    await shoot(page, "contracts")

@@ -41,6 +41,7 @@ PAGES = {  # path → (template, title, nav label)
     "events": ("events.html", "Events"),
     "live": ("live.html", "Live debugger"),
     "sources": ("sources.html", "Sources"),
+    "contracts": ("contracts.html", "Contracts"),
     "transformations": ("transformations.html", "Transformations"),
     "rules": ("rules.html", "Destinations and rules"),
 }

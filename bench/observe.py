@@ -41,7 +41,7 @@ GROUP BY 1, 2, 3 ORDER BY 3, 1, 2
 """
 
 
-async def load_events(url: str, workspace_id: uuid.UUID) -> None:
+async def load_events(url: str, workspace_id: uuid.UUID, count: int = EVENTS) -> None:
     conn = await asyncpg.connect(url)
     try:
         await conn.execute("""
@@ -50,7 +50,7 @@ async def load_events(url: str, workspace_id: uuid.UUID) -> None:
                    jsonb_build_object('type', 'track', 'event', 'event_' || (g % 20))
             FROM generate_series(1, $2::int) AS g,
                  LATERAL (SELECT now() - (g % 2592000) * interval '1 second' AS t) AS at
-        """, workspace_id, EVENTS)
+        """, workspace_id, count)
         await conn.execute("""
             INSERT INTO event_volume_hourly (workspace_id, hour_bucket, event_type, event_name, event_count)
             SELECT workspace_id, date_trunc('hour', received_at, 'UTC'), type, coalesce(name, ''), count(*)

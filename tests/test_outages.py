@@ -13,7 +13,9 @@ import uuid
 
 import asyncpg
 import pytest
+from temporalio.api.workflowservice.v1 import GetSystemInfoRequest
 from temporalio.client import Client
+from temporalio.service import RPCError
 
 from devstack.migrate import upgrade
 from devstack.postgres import EmbeddedPostgres, drop_database, ensure_database
@@ -121,6 +123,20 @@ class TemporalServer:
             stop_process(self.process)
 
 
+async def serving(client: Client, within: float = 30) -> None:
+    """The dev server's port opens a moment before its WorkflowService is registered (an
+    RPC then fails with UNIMPLEMENTED, seen on a loaded machine): wait for the service itself."""
+    deadline = time.monotonic() + within
+    while True:
+        try:
+            await client.workflow_service.get_system_info(GetSystemInfoRequest())
+            return
+        except RPCError:
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.1)
+
+
 async def timed(call):
     started = time.monotonic()
     response = await call
@@ -186,6 +202,7 @@ async def test_management_calls_answer_within_2s_whatever_temporal_does(own_stac
         # Temporal is back: the reconciler starts every enabled rule's workflow, and they forward.
         temporal.start()
         temporal_client = await Client.connect(own.temporal_target)
+        await serving(temporal_client)
         async with build_worker(temporal_client, sessions, own) as worker:
             assert await worker.reconcile() == 3
             response = await client.post("/v1/track", json={"event": "after", "userId": "u"},

@@ -111,11 +111,17 @@ for _path in PAGES:
 
 # --- signing in and out ----------------------------------------------------------------------
 
+async def _form(template: str, title: str, status: int = 200, error: str | None = None,
+                **context: object) -> tuple[str, int]:
+    """A sign-in or sign-up page, with the error that sent the user back to it."""
+    return await render_template(f"console/{template}", title=title, error=error,
+                                 signup_open=services().settings.signup == "open", **context), status
+
+
 @blueprint.get("/sign-in")
 @hide
-async def sign_in_form() -> str:
-    return await render_template("console/sign_in.html", title="Sign in", error=None,
-                                 signup_open=services().settings.signup == "open")
+async def sign_in_form() -> tuple[str, int]:
+    return await _form("sign_in.html", "Sign in")
 
 
 @blueprint.post("/sign-in")
@@ -126,8 +132,7 @@ async def sign_in() -> Response | tuple[str, int]:
     secret = (form.get("master_key") or "").strip()
 
     async def refuse(message: str, status: int) -> tuple[str, int]:
-        return await render_template("console/sign_in.html", title="Sign in", error=message,
-                                     signup_open=settings.signup == "open"), status
+        return await _form("sign_in.html", "Sign in", status, message)
 
     if not _same_origin():
         return await refuse("This form must be sent from Headwater's own page.", 403)
@@ -162,9 +167,8 @@ async def sign_out() -> Response:
 
 @blueprint.get("/sign-up")
 @hide
-async def sign_up_form() -> str:
-    return await render_template("console/sign_up.html", title="Sign up", error=None,
-                                 signup_open=services().settings.signup == "open")
+async def sign_up_form() -> tuple[str, int]:
+    return await _form("sign_up.html", "Sign up")
 
 
 @blueprint.post("/sign-up")
@@ -179,8 +183,7 @@ async def sign_up() -> Response | tuple[str, int] | str:
                        and hmac.compare_digest(operator_token.encode(), settings.admin_token.encode()))
 
     async def refuse(message: str, status: int) -> tuple[str, int]:
-        return await render_template("console/sign_up.html", title="Sign up", error=message, name=name,
-                                     signup_open=settings.signup == "open"), status
+        return await _form("sign_up.html", "Sign up", status, message, name=name)
 
     if not _same_origin():
         return await refuse("This form must be sent from Headwater's own page.", 403)

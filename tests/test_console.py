@@ -131,6 +131,64 @@ async def test_the_journey_of_a_new_user(api, open_page):
     await ready(page)
     assert await page.locator("#week").inner_text() == "5"
     await shoot(page, "overview")
+
+    # A contract, and its violation.
+    await page.get_by_role("link", name="Contracts").click()
+    await ready(page)
+    form = page.locator("#contract")
+    await form.get_by_label("Name", exact=True).fill("Journey")
+    await form.get_by_label("Event name").fill("Journey Started")
+    await page.get_by_label("Schema").fill('{"type": "object", "properties": {"plan": {"type": "integer"}}}')
+    await form.get_by_role("button", name="Save").click()
+    await expect(page.locator("#contract-title")).to_contain_text("Edit Journey")
+    client.track("user_1", "Journey Started", {"plan": "pro"})
+    await asyncio.to_thread(client.flush)
+    await page.reload()
+    await expect(page.locator("#groups tbody")).to_contain_text("type_mismatch")
+
+    # A transformation, tested and activated.
+    await page.get_by_role("link", name="Transformations").click()
+    await ready(page)
+    await page.get_by_label("Name", exact=True).fill("Tag")
+    await page.get_by_label("Code").fill("function transform(event) {\n  event.properties.tagged = true;\n  return event;\n}")
+    await page.get_by_role("button", name="Run test").click()
+    await expect(page.locator("#output")).to_contain_text('"tagged": true')
+    await page.get_by_role("button", name="Activate").click()
+    await expect(page.locator("#status")).to_contain_text("active")
+
+    # A webhook on 127.0.0.1 and a rule through the transformation; delivered; then the sink
+    # refuses, dead letters appear, and "redrive all matching" delivers them.
+    refusing = False
+    sink = await Sink(lambda request: Reply(400 if refusing else 200)).start()
+    try:
+        await page.get_by_role("link", name="Destinations and rules").click()
+        await ready(page)
+        destination_form = page.locator("#new-destination")
+        await destination_form.get_by_label("Name", exact=True).fill("Sink")
+        await destination_form.get_by_label("URL").fill(sink.url)
+        await destination_form.get_by_role("button", name="Add destination").click()
+        await expect(page.locator("#destinations tbody")).to_contain_text("Sink")
+        rule_form = page.locator("#new-rule")
+        await rule_form.get_by_label("Name", exact=True).fill("Journeys to sink")
+        await rule_form.get_by_label("Event names").fill("Journey Started")
+        await rule_form.get_by_label("Transformation").select_option(label="Tag (active)")
+        await rule_form.get_by_role("button", name="Add rule").click()
+        client.track("user_2", "Journey Started", {"plan": 1})
+        await asyncio.to_thread(client.flush)
+        await expect(page.locator("#funnel [data-step=delivered] strong")).to_have_text("1", timeout=20_000)
+        assert sink.received[-1].json()["properties"] == {"plan": 1, "tagged": True}
+        refusing = True
+        for n in range(3):
+            client.track("user_3", "Journey Started", {"plan": n})
+        await asyncio.to_thread(client.flush)
+        await expect(page.locator("#dead-total")).to_contain_text("3 match", timeout=20_000)
+        refusing = False
+        await page.get_by_role("button", name="Redrive all matching").click()
+        await page.get_by_role("button", name="Redrive them").click()
+        await expect(page.locator("#funnel [data-step=delivered] strong")).to_have_text("4", timeout=20_000)
+        await expect(page.locator("#dead-total")).to_contain_text("0 match")
+    finally:
+        await sink.stop()
     assert not guard.problems
 
 
@@ -361,6 +419,20 @@ async def test_destinations_rules_funnel_dead_letters_and_redrive_all_matching(a
         await page.locator("#funnel [data-step=delivered] strong").filter(has_text="4").wait_for(timeout=20_000)
         await page.locator("#attempts tbody tr").first.wait_for()
         assert "delivered" in await page.locator("#attempts tbody").inner_text()
+
+        # Edit: the destination's address, the rule's names, and disable/enable.
+        await page.get_by_role("button", name="Edit Sink").click()
+        await form.get_by_label("URL").fill(sink.url + "/v2")
+        await form.get_by_role("button", name="Save destination").click()
+        await expect(page.locator("#destinations tbody")).to_contain_text("/hook/v2")
+        await page.get_by_role("button", name="Edit All to sink").click()
+        await rule_form.get_by_label("Event names").fill("Paid, Refunded")
+        await rule_form.get_by_role("button", name="Save rule").click()
+        await page.get_by_role("button", name="Disable All to sink").click()
+        await page.get_by_role("button", name="Enable All to sink").wait_for()
+        async with httpx.AsyncClient(base_url=api.base_url) as http:
+            rule = (await http.get(account.url("/event-forwarding-rules"), headers=account.headers)).json()["data"][0]
+            assert rule["event_names"] == ["Paid", "Refunded"] and rule["enabled"] is False
     finally:
         await sink.stop()
 
@@ -427,3 +499,27 @@ async def test_contracts_page_fault_at_its_line_and_violations_grouped(api, open
     await expect(groups.locator("tr").filter(has_text="required_missing")).to_contain_text("/properties/order_id")
     await expect(page.locator("#samples tbody tr")).to_have_count(6)
     await shoot(page, "contracts")
+
+
+async def test_open_sign_up_is_rate_limited_per_ip_and_cookies_are_secure_over_https(settings, worker, tmp_path):
+    """HEADWATER_SIGNUP=open: at most HEADWATER_SIGNUPS_PER_DAY workspaces a day from one address;
+    behind a proxy that says https, the session cookie is Secure."""
+    proxied = ApiProcess(settings, tmp_path, HEADWATER_SIGNUP="open", HEADWATER_SIGNUPS_PER_DAY="2")
+    try:
+        async with httpx.AsyncClient(base_url=proxied.base_url) as http:
+            ip = f"10.77.{uuid.uuid4().int % 250}.{uuid.uuid4().int % 250}"
+            answers = []
+            for i in range(3):
+                response = await http.post("/console/sign-up", data={"workspace": f"Limited {uuid.uuid4().hex[:6]} {i}"},
+                                           headers={"X-Forwarded-For": ip, "X-Forwarded-Proto": "https"})
+                answers.append(response.status_code)
+                if response.status_code == 201:
+                    cookie = response.headers["set-cookie"]
+                    assert "HttpOnly" in cookie and "SameSite=Lax" in cookie and "Secure" in cookie
+            assert answers == [201, 201, 429]
+            assert "Too many sign-ups" in response.text
+            other = await http.post("/console/sign-up", data={"workspace": f"Elsewhere {uuid.uuid4().hex[:6]}"},
+                                    headers={"X-Forwarded-For": "10.78.0.1"})
+            assert other.status_code == 201 and "Secure" not in other.headers["set-cookie"]
+    finally:
+        proxied.stop()

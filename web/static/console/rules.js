@@ -6,6 +6,8 @@ import { ApiError, api, el, number, toast, when } from "./console.js";
 const body = document.body;
 let destinations = [];
 let current = null;
+let editingDestination = null;
+let editingRule = null;
 
 const list = (text) => String(text ?? "").split(",").map((s) => s.trim()).filter(Boolean);
 const isoOf = (local) => (local ? new Date(local).toISOString() : undefined);
@@ -14,7 +16,8 @@ async function loadDestinations() {
   ({ data: destinations } = await api("destinations?limit=100"));
   document.querySelector("#destinations tbody").replaceChildren(...destinations.map((d) => el("tr", {},
     el("td", {}, d.name), el("td", {}, d.type), el("td", { class: "mono" }, d.config.url ?? d.config.host ?? ""),
-    el("td", { class: "actions" }, d.type === "webhook" ? [
+    el("td", { class: "actions" }, el("button", { type: "button", onclick: () => editDestination(d), "aria-label": `Edit ${d.name}` }, "Edit"), " ",
+      d.type === "webhook" ? [
       el("button", { type: "button", onclick: () => reveal(d, false), "aria-label": `Reveal the signing secret of ${d.name}` }, "Reveal secret"), " ",
       el("button", { type: "button", onclick: () => reveal(d, true), "aria-label": `Rotate the signing secret of ${d.name}` }, "Rotate")] : ""))));
   document.querySelector("#new-rule select[name=destination_id]").replaceChildren(
@@ -36,7 +39,14 @@ async function loadRules() {
     el("td", {}, rule.name), el("td", {}, names[rule.destination_id] ?? ""),
     el("td", {}, el("span", { class: `badge ${rule.stats.healthy ? "ok" : "bad"}` }, rule.stats.healthy ? "healthy" : "failing")),
     el("td", { "data-delivered": rule.id }, number(rule.stats.delivered)), el("td", {}, number(rule.stats.dead_lettered)),
-    el("td", {}, el("button", { type: "button", onclick: () => open(rule), "aria-label": `Open ${rule.name}` }, "Open")))));
+    el("td", { class: "actions" },
+      el("button", { type: "button", onclick: () => open(rule), "aria-label": `Open ${rule.name}` }, "Open"), " ",
+      el("button", { type: "button", onclick: () => editRule(rule), "aria-label": `Edit ${rule.name}` }, "Edit"), " ",
+      el("button", { type: "button", "aria-label": `${rule.enabled ? "Disable" : "Enable"} ${rule.name}`, onclick: async () => {
+        await api(`event-forwarding-rules/${rule.id}`, { method: "PUT", json: { enabled: !rule.enabled } });
+        toast(`${rule.name} ${rule.enabled ? "disabled" : "enabled"}`);
+        await loadRules();
+      } }, rule.enabled ? "Disable" : "Enable")))));
   if (current) current = data.find((r) => r.id === current.id) ?? null;
   return data;
 }
@@ -130,34 +140,93 @@ document.querySelector("#replay").addEventListener("submit", async (event) => {
   toast("Replay started");
 });
 
+function editDestination(d) {
+  editingDestination = d;
+  const form = document.querySelector("#new-destination");
+  form.elements.namedItem("name").value = d.name;
+  form.elements.namedItem("type").value = d.type;
+  form.elements.namedItem("type").disabled = true;
+  form.elements.namedItem("url").value = d.config.url ?? d.config.host ?? "";
+  form.elements.namedItem("write_key").value = d.config.write_key ?? "";
+  form.querySelector("button[type=submit]").textContent = "Save destination";
+  form.querySelector("button[type=reset]").hidden = false;
+  form.elements.namedItem("name").focus();
+}
+
+document.querySelector("#new-destination").addEventListener("reset", (event) => {
+  editingDestination = null;
+  event.target.elements.namedItem("type").disabled = false;
+  event.target.querySelector("button[type=submit]").textContent = "Add destination";
+  event.target.querySelector("button[type=reset]").hidden = true;
+});
+
 document.querySelector("#new-destination").addEventListener("submit", async (event) => {
   event.preventDefault();
   const data = new FormData(event.target);
-  const type = data.get("type");
+  const type = editingDestination?.type ?? data.get("type");
   const config = type === "segment" ? { host: data.get("url"), write_key: data.get("write_key") } : { url: data.get("url") };
   try {
-    await api("destinations", { method: "POST", json: { name: data.get("name"), type, config } });
+    if (editingDestination) {
+      await api(`destinations/${editingDestination.id}`, { method: "PUT", json: { name: data.get("name"), config } });
+    } else {
+      await api("destinations", { method: "POST", json: { name: data.get("name"), type, config } });
+    }
   } catch (error) {
     if (!(error instanceof ApiError)) throw error;
     toast(error.details?.map((d) => `${d.field}: ${d.message}`).join("; ") || error.message);
     return;
   }
+  toast(editingDestination ? "Destination saved" : "Destination added");
   event.target.reset();
-  toast("Destination added");
   await loadDestinations();
+});
+
+function editRule(rule) {
+  editingRule = rule;
+  const form = document.querySelector("#new-rule");
+  form.elements.namedItem("name").value = rule.name;
+  form.elements.namedItem("destination_id").value = rule.destination_id;
+  form.elements.namedItem("event_types").value = rule.event_types.join(", ");
+  form.elements.namedItem("event_names").value = rule.event_names.join(", ");
+  form.elements.namedItem("transformation_id").value = rule.transformation_id ?? "";
+  form.querySelector("button[type=submit]").textContent = "Save rule";
+  form.querySelector("button[type=reset]").hidden = false;
+  form.elements.namedItem("name").focus();
+}
+
+document.querySelector("#new-rule").addEventListener("reset", (event) => {
+  editingRule = null;
+  event.target.querySelector("button[type=submit]").textContent = "Add rule";
+  event.target.querySelector("button[type=reset]").hidden = true;
 });
 
 document.querySelector("#new-rule").addEventListener("submit", async (event) => {
   event.preventDefault();
   const data = new FormData(event.target);
-  const rule = await api("event-forwarding-rules", { method: "POST", json: {
-    name: data.get("name"), destination_id: data.get("destination_id"),
-    event_types: list(data.get("event_types")), event_names: list(data.get("event_names")) } });
+  const body = { name: data.get("name"), destination_id: data.get("destination_id"),
+                 event_types: list(data.get("event_types")), event_names: list(data.get("event_names")),
+                 transformation_id: data.get("transformation_id") || null };
+  if (!editingRule && !body.transformation_id) delete body.transformation_id;
+  let rule;
+  try {
+    rule = editingRule ? await api(`event-forwarding-rules/${editingRule.id}`, { method: "PUT", json: body })
+                       : await api("event-forwarding-rules", { method: "POST", json: body });
+  } catch (error) {
+    if (!(error instanceof ApiError)) throw error;
+    toast(error.details?.map((d) => `${d.field}: ${d.message}`).join("; ") || error.message);
+    return;
+  }
+  toast(editingRule ? "Rule saved" : "Rule added");
   event.target.reset();
-  toast("Rule added");
   await loadRules();
   await open(rule);
 });
+
+async function loadTransformations() {
+  const { data } = await api("event-transformations?limit=100");
+  document.querySelector("#new-rule select[name=transformation_id]").replaceChildren(
+    el("option", { value: "" }, "none"), ...data.map((t) => el("option", { value: t.id }, `${t.name} (${t.status})`)));
+}
 
 async function refresh() {
   await loadRules();
@@ -166,6 +235,6 @@ async function refresh() {
 
 // While a rule is open, its numbers follow what happens (every 3 s, paused in a hidden tab).
 setInterval(() => { if (current && !document.hidden) refresh(); }, 3000);
-await loadDestinations();
+await Promise.all([loadDestinations(), loadTransformations()]);
 await loadRules();
 body.dataset.ready = "true";

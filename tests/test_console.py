@@ -27,6 +27,7 @@ SHOTS = Path(__file__).resolve().parent.parent / ".data" / "screenshots"
 def api(settings, worker, tmp_path_factory):
     process = ApiProcess(settings, tmp_path_factory.mktemp("console"), HEADWATER_SIGNUP="open",
                          HEADWATER_ALLOW_PRIVATE_DESTINATIONS="true", HEADWATER_RETRY_BASE_SECONDS="0.2",
+                         HEADWATER_TEMPORAL_UI_URL="http://127.0.0.1:8233",
                          HEADWATER_STREAM_REQUESTS_PER_MINUTE="100000", HEADWATER_TRUSTED_PROXIES="")
     yield process
     process.stop()
@@ -366,7 +367,7 @@ async def test_pages_in_the_dark_and_by_keyboard(api, open_page, account):
     await page.keyboard.press("Tab")
     assert await page.evaluate("document.activeElement.textContent") == "Skip to content"
     # Every control on every page has a label.
-    for path in ("", "claim", "events", "live", "sources"):
+    for path in ("", "claim", "events", "live", "sources", "contracts", "transformations", "rules"):
         await page.goto(api.base_url + f"/console/{path}")
         await ready(page)
         unlabeled = await page.evaluate("""() => [...document.querySelectorAll('input, select, textarea')]
@@ -397,6 +398,8 @@ async def test_destinations_rules_funnel_dead_letters_and_redrive_all_matching(a
         await rule_form.get_by_label("Destination").select_option(label="Sink")
         await rule_form.get_by_role("button", name="Add rule").click()
         await page.locator("#rule-name").filter(has_text="All to sink").wait_for()
+        link = await page.get_by_role("link", name="Workflow in the Temporal UI").get_attribute("href")
+        assert re.fullmatch(r"http://127\.0\.0\.1:8233/namespaces/default/workflows/forward-[0-9a-f-]{36}", link), link
 
         async def send(n: int) -> None:
             async with httpx.AsyncClient(base_url=api.base_url) as http:

@@ -65,6 +65,17 @@ async def ready(page) -> None:
     await page.wait_for_selector("body[data-ready=true]")
 
 
+async def add_sink_destination(page, url: str):
+    """Opens Destinations and rules and adds a webhook destination called Sink; returns its form."""
+    await page.get_by_role("link", name="Destinations and rules").click()
+    await ready(page)
+    form = page.locator("#new-destination")
+    await form.get_by_label("Name", exact=True).fill("Sink")
+    await form.get_by_label("URL").fill(url)
+    await form.get_by_role("button", name="Add destination").click()
+    return form
+
+
 @pytest.fixture
 async def account(sessions) -> WorkspaceKey:
     return await make_workspace(sessions, f"console-{uuid.uuid4().hex[:6]}")
@@ -162,12 +173,7 @@ async def test_the_journey_of_a_new_user(api, open_page):
     refusing = False
     sink = await Sink(lambda request: Reply(400 if refusing else 200)).start()
     try:
-        await page.get_by_role("link", name="Destinations and rules").click()
-        await ready(page)
-        destination_form = page.locator("#new-destination")
-        await destination_form.get_by_label("Name", exact=True).fill("Sink")
-        await destination_form.get_by_label("URL").fill(sink.url)
-        await destination_form.get_by_role("button", name="Add destination").click()
+        await add_sink_destination(page, sink.url)
         await expect(page.locator("#destinations tbody")).to_contain_text("Sink")
         rule_form = page.locator("#new-rule")
         await rule_form.get_by_label("Name", exact=True).fill("Journeys to sink")
@@ -385,12 +391,7 @@ async def test_destinations_rules_funnel_dead_letters_and_redrive_all_matching(a
             source = (await http.post(account.url("/event-keys"), json={"name": "s"}, headers=account.headers)).json()
         page, guard = await open_page(api.base_url)
         await sign_in(page, api, account)
-        await page.get_by_role("link", name="Destinations and rules").click()
-        await ready(page)
-        form = page.locator("#new-destination")
-        await form.get_by_label("Name", exact=True).fill("Sink")
-        await form.get_by_label("URL").fill(sink.url)
-        await form.get_by_role("button", name="Add destination").click()
+        form = await add_sink_destination(page, sink.url)
         await page.get_by_role("button", name="Reveal the signing secret of Sink").click()
         await expect(page.get_by_role("textbox", name="Signing secret")).to_have_value(re.compile("^whsec_"))
         rule_form = page.locator("#new-rule")

@@ -9,6 +9,12 @@ let current = null;
 let editingDestination = null;
 let editingRule = null;
 
+/** What the API refused, said in a toast (anything else is a bug: let it surface). */
+function refused(error) {
+  if (!(error instanceof ApiError)) throw error;
+  toast(error.details?.map((d) => `${d.field}: ${d.message}`).join("; ") || error.message);
+}
+
 const list = (text) => String(text ?? "").split(",").map((s) => s.trim()).filter(Boolean);
 const isoOf = (local) => (local ? new Date(local).toISOString() : undefined);
 
@@ -172,9 +178,7 @@ document.querySelector("#new-destination").addEventListener("submit", async (eve
       await api("destinations", { method: "POST", json: { name: data.get("name"), type, config } });
     }
   } catch (error) {
-    if (!(error instanceof ApiError)) throw error;
-    toast(error.details?.map((d) => `${d.field}: ${d.message}`).join("; ") || error.message);
-    return;
+    return refused(error);
   }
   toast(editingDestination ? "Destination saved" : "Destination added");
   event.target.reset();
@@ -212,9 +216,7 @@ document.querySelector("#new-rule").addEventListener("submit", async (event) => 
     rule = editingRule ? await api(`event-forwarding-rules/${editingRule.id}`, { method: "PUT", json: body })
                        : await api("event-forwarding-rules", { method: "POST", json: body });
   } catch (error) {
-    if (!(error instanceof ApiError)) throw error;
-    toast(error.details?.map((d) => `${d.field}: ${d.message}`).join("; ") || error.message);
-    return;
+    return refused(error);
   }
   toast(editingRule ? "Rule saved" : "Rule added");
   event.target.reset();

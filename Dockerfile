@@ -13,6 +13,7 @@ COPY workflows ./workflows
 COPY forwarding ./forwarding
 COPY orchestration ./orchestration
 COPY ingest ./ingest
+COPY telemetry ./telemetry
 COPY migrations ./migrations
 COPY devstack ./devstack
 RUN pip install .

@@ -33,6 +33,7 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8000
     log_level: str = "INFO"
+    log_format: Literal["text", "json"] = "text"  # json: one object per line (telemetry/logs.py)
     admin_token: str | None = None
 
     # The local stack (`make run`): where it keeps data and which ports it takes.

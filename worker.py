@@ -36,6 +36,7 @@ from models.forwarding import ForwardingRepository
 from models.pubsub import CommitListener
 from orchestration.forwarding import start_forwarding, wake_forwarding
 from settings import Settings, get_settings
+from telemetry import logs
 from workflows.forwarding import ForwardingWorkflow
 from workflows.params import StreamCleanupInput
 from workflows.redrive import RedriveWorkflow
@@ -228,7 +229,7 @@ async def run(settings: Settings) -> None:
 
 def main() -> None:
     settings = get_settings()
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.configure(settings.log_level, settings.log_format)
     asyncio.run(run(settings))
 
 

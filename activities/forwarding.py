@@ -9,6 +9,7 @@ import uuid
 from temporalio import activity
 
 from forwarding.engine import ForwardingEngine
+from telemetry import logs
 from workflows.params import (
     ForwardBatchInput,
     ForwardBatchResult,
@@ -27,6 +28,7 @@ class ForwardingActivities:
 
     @activity.defn(name="forward_batch")
     async def forward_batch(self, params: ForwardBatchInput) -> ForwardBatchResult:
+        logs.rule_id.set(params.rule_id)  # every log line of this batch names its rule
         async with heartbeating():
             if params.linger_seconds:
                 await asyncio.sleep(params.linger_seconds)
@@ -34,11 +36,13 @@ class ForwardingActivities:
 
     @activity.defn(name="replay_batch")
     async def replay_batch(self, params: ReplayInput) -> ReplayBatchResult:
+        logs.rule_id.set(params.rule_id)
         async with heartbeating():
             return await self.engine.replay_batch(params)
 
     @activity.defn(name="redrive_dead_letters")
     async def redrive_dead_letters(self, params: RedriveInput) -> RedriveResult:
+        logs.rule_id.set(params.rule_id)
         return await self.engine.redrive(params)
 
 

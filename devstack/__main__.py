@@ -28,6 +28,7 @@ from devstack.migrate import upgrade
 from devstack.processes import child_preexec, stop_process, wait_for_port
 from devstack.temporal import start_dev_server
 from settings import Settings, get_settings
+from telemetry import logs
 
 if TYPE_CHECKING:  # imported when needed: the embedded server is an optional extra
     from devstack.postgres import EmbeddedPostgres
@@ -222,7 +223,7 @@ class Supervisor:
 
 def run() -> int:
     settings = get_settings()
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.configure(settings.log_level, settings.log_format)
     supervisor = Supervisor(settings)
 
     def on_signal(signum: int, frame: object) -> None:

@@ -19,7 +19,7 @@ from activities.forwarding import ForwardingActivities
 from activities.streams import StreamActivities
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("web", "models", "activities", "workflows", "forwarding", "orchestration", "ingest", "devstack")
+PACKAGES = ("web", "models", "activities", "workflows", "forwarding", "orchestration", "ingest", "devstack", "telemetry")
 MODULES = ("settings", "worker", "cli")
 IO_LIBRARIES = ("sqlalchemy", "asyncpg", "quickjs", "aiohttp", "httpx", "orjson")
 
@@ -105,11 +105,13 @@ def test_no_import_cycles():
 ALLOWED = {
     "models": {"models", "settings"},
     "workflows": {"workflows"},
-    "activities": {"activities", "models", "workflows", "forwarding", "settings"},
-    "forwarding": {"forwarding", "activities", "models", "workflows", "settings"},
+    "telemetry": {"telemetry"},
+    "activities": {"activities", "models", "workflows", "forwarding", "telemetry", "settings"},
+    "forwarding": {"forwarding", "activities", "models", "workflows", "telemetry", "settings"},
     "orchestration": {"orchestration", "workflows", "settings"},
     "ingest": {"ingest", "models", "settings"},
-    "web": {"web", "ingest", "models", "activities", "forwarding", "orchestration", "workflows", "settings"},
+    "web": {"web", "ingest", "models", "activities", "forwarding", "orchestration", "workflows", "telemetry",
+            "settings"},
 }
 
 

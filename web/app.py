@@ -17,6 +17,7 @@ from ingest.group_commit import GroupCommitter
 from ingest.write_keys import WriteKeyCache
 from models.db import create_engine, session_factory
 from settings import Settings, get_settings
+from telemetry import logs
 from web.cors import CORS
 from web.errors import register_error_handlers
 from web.events import EventIdConverter
@@ -79,6 +80,7 @@ def create_app(settings: Settings | None = None) -> Quart:
     async def assign_request_id() -> None:
         g.request_id = new_request_id()
         g.started = time.perf_counter()
+        logs.request_id.set(g.request_id)
 
     @app.after_request
     async def tag_and_log(response: Response) -> Response:
@@ -87,7 +89,9 @@ def create_app(settings: Settings | None = None) -> Quart:
             response.headers["X-Request-Id"] = request_id
         elapsed_ms = (time.perf_counter() - g.get("started", time.perf_counter())) * 1000
         access_log.info("%s %s %s %.1fms %s", request.method, request.path, response.status_code,
-                        elapsed_ms, request_id)
+                        elapsed_ms, request_id, extra={"method": request.method, "path": request.path,
+                                                       "status": response.status_code,
+                                                       "duration_ms": round(elapsed_ms, 1)})
         return response
 
     register_error_handlers(app)

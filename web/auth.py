@@ -17,6 +17,7 @@ from quart import g, request
 
 from models.console_sessions import ConsoleSessionRepository, SignedIn
 from models.workspaces import MasterKey, MasterKeyRepository
+from telemetry import logs
 from web.errors import APIError
 from web.services import services
 
@@ -90,6 +91,7 @@ def master_key_for_workspace(func: Callable) -> Callable:
         if parse_uuid(workspace_id, workspace_not_found()) != key.workspace_id:
             raise workspace_not_found()
         g.master_key = key
+        logs.workspace_id.set(str(key.workspace_id))
         return await func(*args, workspace_id=key.workspace_id, **kwargs)
 
     return wrapper

@@ -22,6 +22,7 @@ from urllib.parse import parse_qsl
 import orjson
 from quart import Quart
 
+from telemetry import logs
 from web.clientip import resolve_client_ip
 from web.errors import APIError, error_payload, failure
 from web.ingest import PATHS, WireRequest, dispatch
@@ -48,6 +49,7 @@ class IngestLane:
             return
         started = time.perf_counter()
         request_id = new_request_id()
+        logs.request_id.set(request_id)
         status, payload, extra_headers = await self._handle(scope, receive, PATHS[scope["path"]])
         if status is None:  # the client went away before sending its body
             return
@@ -58,8 +60,10 @@ class IngestLane:
         headers += [(name.lower().encode(), value.encode()) for name, value in extra_headers.items()]
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body, "more_body": False})
-        access_log.info("%s %s %s %.1fms %s", "POST", scope["path"], status,
-                        (time.perf_counter() - started) * 1000, request_id)
+        elapsed_ms = (time.perf_counter() - started) * 1000
+        access_log.info("%s %s %s %.1fms %s", "POST", scope["path"], status, elapsed_ms, request_id,
+                        extra={"method": "POST", "path": scope["path"], "status": status,
+                               "duration_ms": round(elapsed_ms, 1)})
 
     async def _handle(self, scope: dict, receive: Any, kind: str | None) -> tuple[Any, dict, dict[str, str]]:
         try:

@@ -1,0 +1,1 @@
+"""What Headwater tells its operators about itself: structured logs (logs.py)."""

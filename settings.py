@@ -34,6 +34,7 @@ class Settings(BaseSettings):
     port: int = 8000
     log_level: str = "INFO"
     log_format: Literal["text", "json"] = "text"  # json: one object per line (telemetry/logs.py)
+    metrics_token: str | None = None  # GET /metrics answers only with it (web/metrics.py); unset: off
     admin_token: str | None = None
 
     # The local stack (`make run`): where it keeps data and which ports it takes.

@@ -33,6 +33,7 @@ import asyncpg
 from models.canonical import CanonicalEvent
 from models.contracts import RecordedViolations
 from models.events import commit_events
+from telemetry import metrics
 
 log = logging.getLogger("headwater.ingest")
 
@@ -127,6 +128,7 @@ class GroupCommitter:
         after a failure: the next group connects afresh)."""
         events = [event for request in group for event in request.events]
         violations = RecordedViolations.merged(request.violations for request in group if request.violations)
+        started = time.perf_counter()
         try:
             if conn is None or conn.is_closed():
                 conn = await asyncpg.connect(self.dsn, timeout=CONNECT_TIMEOUT_SECONDS)
@@ -134,12 +136,15 @@ class GroupCommitter:
                                              violations=violations)
         except Exception as exc:  # noqa: BLE001 — any failure fails the group's requests (503), never the lane
             log.error("group commit of %d events (%d requests) failed: %s", len(events), len(group), exc)
+            metrics.COMMIT_FAILURES.inc()
             if conn is not None:
                 conn.terminate()
             for request in group:
                 if not request.done.done():
                     request.done.set_exception(CommitFailed(str(exc)))
             return None
+        metrics.COMMIT_SECONDS.observe(time.perf_counter() - started)
+        metrics.COMMIT_EVENTS.observe(len(events))
         for request in group:
             if not request.done.done():
                 request.done.set_result(duplicates)

@@ -1,1 +1,2 @@
-"""What Headwater tells its operators about itself: structured logs (logs.py)."""
+"""What Headwater tells its operators about itself: structured logs (logs.py) and
+Prometheus metrics (metrics.py)."""

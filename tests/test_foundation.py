@@ -232,7 +232,7 @@ async def test_openapi_describes_every_route(app, client):
             continue
         # Hidden on purpose: the console's pages and analytics.js's one-letter aliases of /v1/*.
         if getattr(app.app.view_functions[rule.endpoint], "_quart_schema_hidden", False):
-            assert rule.endpoint.startswith(("console", "ingest.ingest_short_")), rule.endpoint
+            assert rule.endpoint.startswith(("console", "ingest.ingest_short_", "metrics.")), rule.endpoint
             continue
         path = re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", rule.rule)
         for method in rule.methods - {"HEAD", "OPTIONS"}:

@@ -109,7 +109,7 @@ ALLOWED = {
     "activities": {"activities", "models", "workflows", "forwarding", "telemetry", "settings"},
     "forwarding": {"forwarding", "activities", "models", "workflows", "telemetry", "settings"},
     "orchestration": {"orchestration", "workflows", "settings"},
-    "ingest": {"ingest", "models", "settings"},
+    "ingest": {"ingest", "models", "telemetry", "settings"},
     "web": {"web", "ingest", "models", "activities", "forwarding", "orchestration", "workflows", "telemetry",
             "settings"},
 }

@@ -107,6 +107,7 @@ def create_app(settings: Settings | None = None) -> Quart:
         health,
         ingest,
         live,
+        metrics,
         sources,
         streams,
         transformations,
@@ -115,7 +116,8 @@ def create_app(settings: Settings | None = None) -> Quart:
 
     for blueprint in (docs.blueprint, health.blueprint, workspaces.blueprint, streams.blueprint, events.blueprint, live.blueprint,
                       sources.blueprint, contracts.blueprint, transformations.blueprint, destinations.blueprint,
-                      forwarding_rules.blueprint, ingest.blueprint, console.root, console.blueprint):
+                      forwarding_rules.blueprint, ingest.blueprint, console.root, console.blueprint,
+                      metrics.blueprint):
         app.register_blueprint(blueprint)
     if settings.ingest_lane:
         app.asgi_app = IngestLane(app, app.asgi_app)  # type: ignore[method-assign,assignment]

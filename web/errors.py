@@ -13,6 +13,7 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException
 
+from telemetry import metrics
 from web.responses import json_response
 
 log = logging.getLogger("headwater.web")
@@ -36,6 +37,9 @@ class APIError(Exception):
 
 
 def error_payload(error: APIError) -> dict[str, Any]:
+    """The body of an error answer (every error answer is made here, the ingest lane's too)."""
+    if error.status == 503:
+        metrics.UNAVAILABLE.labels(error.code).inc()
     body: dict[str, Any] = {"error": {"code": error.code, "message": error.message}}
     if error.details is not None:
         body["error"]["details"] = error.details

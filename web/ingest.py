@@ -34,6 +34,7 @@ from models.contracts import RecordedViolations
 from models.ids import new_event_id, new_event_ids
 from models.sources import REVOKED, Redaction
 from models.timestamps import utcnow
+from telemetry import metrics
 from web.clientip import client_ip
 from web.errors import APIError
 from web.jsonio import (
@@ -223,6 +224,7 @@ async def ingest_single(svc: Services, wire: WireRequest, event_type: str | None
                                    arrival=Arrival(source.workspace_id, source.id, utcnow(), wire.client_ip)),
                          source.redact)
     except EventRejected as exc:
+        metrics.count_events("v1", "rejected", [event_type or str(data.get("type"))])
         raise _rejection(exc) from None
     recorded = RecordedViolations()
     blocked, violations = enforce(book, event, recorded)
@@ -230,8 +232,10 @@ async def ingest_single(svc: Services, wire: WireRequest, event_type: str | None
     # microseconds of work: unlike a batch, it needs no turn (ingest.group_commit).
     duplicates = await committed(queue_commit(svc, [] if blocked else [event], recorded))
     if blocked:
+        metrics.count_events("v1", "rejected", [event.type])
         raise APIError(422, "contract_violation", "The event violates its contract, which blocks it: nothing was "
                        "stored.", public_violations(violations))
+    metrics.count_events("v1", "deduplicated" if event_id in duplicates else "accepted", [event.type])
     return {"success": True, "id": duplicates.get(event_id, event_id)}
 
 
@@ -255,7 +259,8 @@ async def ingest_batch(svc: Services, wire: WireRequest) -> dict[str, Any]:
     exact_items = exact.get("batch") or []
     arrival = Arrival(source.workspace_id, source.id, utcnow(), wire.client_ip, envelope)
     book = await svc.contracts.for_workspace(source.workspace_id)
-    events, rejected, recorded = [], [], RecordedViolations()
+    events, recorded = [], RecordedViolations()
+    rejected: list[dict[str, Any]] = []
     async with svc.committer.turn():
         ids = new_event_ids(len(items))
         for index, item in enumerate(items):
@@ -280,6 +285,13 @@ async def ingest_batch(svc: Services, wire: WireRequest) -> dict[str, Any]:
         stored = queue_commit(svc, events, recorded) if events or recorded else None
     duplicates = await committed(stored) if stored is not None else {}
     ids = [duplicates.get(e.id, e.id) for e in events]
+    metrics.count_events("v1", "accepted", [e.type for e in events if e.id not in duplicates])
+    if duplicates:
+        metrics.count_events("v1", "deduplicated", [e.type for e in events if e.id in duplicates])
+    if rejected:
+        refused_items = (items[entry["index"]] for entry in rejected)
+        metrics.count_events("v1", "rejected", [item.get("type") if isinstance(item, dict) else None
+                                                for item in refused_items])
     return {"success": True, "accepted": len(events), "ids": ids, "rejected": rejected}
 
 

@@ -20,6 +20,7 @@ import asyncpg
 import orjson
 
 from models.pubsub import CommitListener
+from telemetry import metrics
 
 log = logging.getLogger("headwater.live")
 
@@ -48,6 +49,7 @@ class LiveClient:
         self._refilled = now
         if self._tokens < 1 or len(self.queue) >= self.max_queued:
             self.dropped += 1  # sampled out: the client hears how many at its next write
+            metrics.LIVE_DROPPED.inc()
         else:
             self._tokens -= 1
             self.queue.append(message)
@@ -87,12 +89,15 @@ class LiveHub:
             self._reader = asyncio.create_task(self._read_announced(), name="live-hub-reader")
         await self._listener.listen(client.workspace_id)  # before the client counts: it may fail
         self._clients[client.workspace_id].add(client)
+        metrics.LIVE_CLIENTS.inc()
 
     async def unsubscribe(self, client: LiveClient) -> None:
         clients = self._clients.get(client.workspace_id)
         if clients is None:
             return
-        clients.discard(client)
+        if client in clients:
+            clients.discard(client)
+            metrics.LIVE_CLIENTS.dec()
         if not clients:
             del self._clients[client.workspace_id]
             await self._listener.unlisten(client.workspace_id)

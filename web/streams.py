@@ -30,6 +30,7 @@ from models.streams import (
     StreamRepository,
 )
 from models.timestamps import iso, utcnow
+from telemetry import metrics
 from web.auth import authenticate_master_key
 from web.clientip import client_ip
 from web.errors import APIError
@@ -96,6 +97,7 @@ def rate_limit_headers(quota: Quota) -> dict[str, str]:
 
 
 def limit_error(exc: LimitExceeded) -> APIError:
+    metrics.STREAM_REFUSALS.labels(exc.code).inc()
     headers = rate_limit_headers(exc.quota) | {"Retry-After": str(exc.quota.reset_after)}
     return APIError(429, exc.code, exc.message, details={"limit": exc.quota.limit, "fits": exc.fits},
                     headers=headers)
@@ -187,6 +189,7 @@ async def ingest(token: str) -> Response:
         current_app.add_background_task(
             start_expiry_workflow, svc, str(stream_token), iso(result.stream.expires_at)
         )
+    metrics.count_events("stream", "accepted", ["audit"] * len(result.ids))
     return json_response({"ids": result.ids, "redacted_count": redacted_total},
                          headers=rate_limit_headers(request_quota))
 

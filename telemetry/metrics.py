@@ -39,6 +39,7 @@ def event_type(value: object) -> str:
 
 
 def count_events(door: str, outcome: str, types: Iterable[object]) -> None:
-    """One increment per type present, however many events."""
-    for kind, n in Tally(types).items():
-        EVENTS.labels(door, event_type(kind), outcome).inc(n)
+    """One increment per type present, however many events. A type is anything a client sent
+    (a rejected event's `type` may be an object): named first, then counted."""
+    for kind, n in Tally(map(event_type, types)).items():
+        EVENTS.labels(door, kind, outcome).inc(n)

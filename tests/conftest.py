@@ -245,3 +245,11 @@ def api_processes(settings: Settings, worker: None, tmp_path_factory: pytest.Tem
     yield processes
     for process in processes:
         process.stop()
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
+    """Where the browser tests left their screenshots of the console, desktop and phone."""
+    from tests.test_console import SHOTS
+
+    if SHOTS.is_dir() and any(SHOTS.iterdir()):
+        terminalreporter.write_line(f"console screenshots (desktop and phone): {SHOTS}")

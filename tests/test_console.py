@@ -35,9 +35,9 @@ def api(settings, worker, tmp_path_factory):
 
 @pytest.fixture(scope="module", autouse=True)
 def screenshots():
+    """The suite's summary names the folder (tests/conftest.py: pytest_terminal_summary)."""
     SHOTS.mkdir(parents=True, exist_ok=True)
-    yield SHOTS
-    print(f"\nconsole screenshots: {SHOTS}")
+    return SHOTS
 
 
 async def shoot(page, name: str) -> None:

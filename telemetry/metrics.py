@@ -12,6 +12,8 @@ from collections.abc import Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from models.canonical import EVENT_TYPES
+
 REGISTRY = CollectorRegistry()
 
 EVENTS = Counter("headwater_events", "Events that reached a door, by door, type and outcome "
@@ -31,7 +33,7 @@ STREAM_REFUSALS = Counter("headwater_stream_limit_refusals", "Anonymous stream r
 LIVE_CLIENTS = Gauge("headwater_live_clients", "Open live event streams (SSE)", registry=REGISTRY)
 LIVE_DROPPED = Counter("headwater_live_dropped_events", "Events sampled out of live streams", registry=REGISTRY)
 
-TYPES = frozenset({"track", "identify", "page", "screen", "group", "alias", "audit"})
+TYPES = frozenset(EVENT_TYPES)
 
 
 def event_type(value: object) -> str:

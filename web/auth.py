@@ -48,6 +48,11 @@ async def console_session() -> SignedIn | None:
         return await ConsoleSessionRepository(session).find(secret)
 
 
+def plausible_master_key(secret: str) -> bool:
+    """Worth a lookup: master keys are `mk_` and url-safe base64 (models.workspaces)."""
+    return secret.startswith("mk_") and len(secret) <= 200
+
+
 async def authenticate_master_key() -> MasterKey:
     if "Authorization" not in request.headers and SESSION_COOKIE in request.cookies:
         signed_in = await console_session()
@@ -58,7 +63,7 @@ async def authenticate_master_key() -> MasterKey:
             raise APIError(403, "csrf_failed", "Missing or wrong X-CSRF-Token for this console session.")
         return signed_in.key
     secret = bearer_token()
-    if not secret.startswith("mk_") or len(secret) > 200:
+    if not plausible_master_key(secret):
         raise APIError(401, "invalid_key", "Unknown or revoked master key.", headers={"WWW-Authenticate": "Bearer"})
     async with services().transaction() as session:
         key = await MasterKeyRepository(session).authenticate(secret)

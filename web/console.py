@@ -20,10 +20,11 @@ from urllib.parse import urlsplit
 from quart import Blueprint, Response, redirect, render_template, request
 from quart_schema import hide
 
+from models.canonical import EVENT_TYPES
 from models.console_sessions import ConsoleSessionRepository, SignedIn
 from models.rate_limits import LimitExceeded, consume
 from models.workspaces import MasterKeyRepository, WorkspaceRepository
-from web.auth import SESSION_COOKIE, console_session
+from web.auth import SESSION_COOKIE, console_session, plausible_master_key
 from web.clientip import client_ip
 from web.services import services
 
@@ -77,21 +78,23 @@ def _secure() -> bool:
     return request.scheme == "https" or request.headers.get("X-Forwarded-Proto") == "https"
 
 
+def _lifetime() -> timedelta:
+    return timedelta(hours=services().settings.console_session_hours)
+
+
 def _signed_in_response(target: Response, secret: str) -> Response:
-    hours = services().settings.console_session_hours
-    target.set_cookie(SESSION_COOKIE, secret, max_age=int(hours * 3600), httponly=True, samesite="Lax",
-                      secure=_secure(), path="/")
+    target.set_cookie(SESSION_COOKIE, secret, max_age=int(_lifetime().total_seconds()), httponly=True,
+                      samesite="Lax", secure=_secure(), path="/")
     return target
 
 
-async def _page(path: str, signed_in: SignedIn, **context: object) -> str:
+async def _page(path: str, signed_in: SignedIn) -> str:
     template, title = PAGES[path]
     settings = services().settings
     return await render_template(f"console/{template}", title=title, page=path, pages=PAGES,
                                  workspace_id=str(signed_in.key.workspace_id), csrf_token=signed_in.csrf_token,
                                  key_prefix=signed_in.key.prefix, temporal_ui_url=settings.temporal_ui_url or "",
-                                 temporal_namespace=settings.temporal_namespace,
-                                 **context)
+                                 temporal_namespace=settings.temporal_namespace, event_types=EVENT_TYPES)
 
 
 def _register_page(path: str) -> None:
@@ -127,7 +130,6 @@ async def sign_in_form() -> tuple[str, int]:
 @blueprint.post("/sign-in")
 @hide
 async def sign_in() -> Response | tuple[str, int]:
-    settings = services().settings
     form = await request.form
     secret = (form.get("master_key") or "").strip()
 
@@ -136,13 +138,13 @@ async def sign_in() -> Response | tuple[str, int]:
 
     if not _same_origin():
         return await refuse("This form must be sent from Headwater's own page.", 403)
-    if not secret.startswith("mk_") or len(secret) > 200:
+    if not plausible_master_key(secret):
         return await refuse("That is not a master key (they start with mk_).", 401)
     async with services().transaction() as session:
         key = await MasterKeyRepository(session).authenticate(secret)
         if key is None:
             return await refuse("Unknown or revoked master key.", 401)
-        cookie, _ = await ConsoleSessionRepository(session).start(key, timedelta(hours=settings.console_session_hours))
+        cookie, _ = await ConsoleSessionRepository(session).start(key, _lifetime())
     return _signed_in_response(redirect("/console/"), cookie)  # type: ignore[arg-type]
 
 
@@ -204,8 +206,7 @@ async def sign_up() -> Response | tuple[str, int] | str:
             return await refuse("A workspace with that name exists; choose another.", 409)
         workspace = await WorkspaceRepository(session).create(name)
         issued = await MasterKeyRepository(session).issue(workspace.id, "console")
-        cookie, csrf = await ConsoleSessionRepository(session).start(
-            issued.key, timedelta(hours=settings.console_session_hours))
+        cookie, csrf = await ConsoleSessionRepository(session).start(issued.key, _lifetime())
     page = await render_template("console/signed_up.html", title="Your master key", secret=issued.secret,
                                  workspace_id=str(workspace.id), workspace_name=name, csrf_token=csrf)
     return _signed_in_response(Response(page, 201, content_type="text/html; charset=utf-8"), cookie)

@@ -12,6 +12,7 @@ import re
 from quart import Quart, Response, g, request
 
 from models.idempotency import IdempotencyRepository
+from web.auth import SESSION_COOKIE
 from web.errors import APIError
 from web.jsonio import body_bytes
 from web.services import services
@@ -41,7 +42,7 @@ def register_idempotency(app: Quart) -> None:
             return None
         if not 0 < len(key) <= MAX_KEY_LENGTH:
             raise APIError(400, "invalid_idempotency_key", f"{HEADER} must be 1 to {MAX_KEY_LENGTH} characters.")
-        caller = _digest((request.headers.get("Authorization") or request.cookies.get("hw_session", "")).encode())
+        caller = _digest((request.headers.get("Authorization") or request.cookies.get(SESSION_COOKIE, "")).encode())
         fingerprint = _digest(request.method.encode(), request.full_path.encode(),
                               await body_bytes())
         async with services().transaction() as session:

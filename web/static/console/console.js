@@ -2,6 +2,8 @@
 // small DOM helpers. No framework: each page is a server-rendered shell plus one module.
 const body = document.body;
 export const workspace = body.dataset.workspace;
+/** models.canonical.EventType, the one list, as the page was rendered with it. */
+export const EVENT_TYPES = (body.dataset.eventTypes ?? "").split(",").filter(Boolean);
 const csrf = body.dataset.csrf;
 
 export class ApiError extends Error {

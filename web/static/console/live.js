@@ -2,7 +2,7 @@
 // short-lived token from the API). Events arrive into a buffer; the page is redrawn at most
 // once per animation frame and keeps the newest 500 rows, so a thousand events a second
 // cannot freeze the tab. Paused, events are counted and kept waiting, not lost from the count.
-import { api, el, number } from "./console.js";
+import { EVENT_TYPES, api, el, number } from "./console.js";
 
 const KEEP = 500;
 const form = document.querySelector("#live-filters");
@@ -69,7 +69,7 @@ async function connect() {
     if (paused) counters.waiting += 1;
     schedule();
   };
-  for (const type of ["track", "identify", "page", "screen", "group", "alias", "audit", "message"]) source.addEventListener(type, onEvent);
+  for (const type of [...EVENT_TYPES, "message"]) source.addEventListener(type, onEvent);
   source.addEventListener("dropped", (message) => {
     counters.dropped += JSON.parse(message.data).count;
     schedule();

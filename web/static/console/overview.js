@@ -1,6 +1,4 @@
-import { api, el, number, when } from "./console.js";
-
-const TYPES = ["track", "identify", "page", "screen", "group", "alias", "audit"];
+import { EVENT_TYPES as TYPES, api, el, number, when } from "./console.js";
 
 async function counts() {
   const week = await api("events/volume?hours=168");

@@ -23,12 +23,13 @@ EXPOSED = "X-Request-Id, Retry-After, RateLimit-Limit, RateLimit-Remaining, Rate
 MAX_AGE = "86400"  # browsers may cache a preflight this long (Chromium caps it at 2 hours)
 
 _STREAM = re.compile(r"^/api/v1/streams/[^/]+/(events|info)$")
+_PUBLIC_NAMES = tuple(name.strip() for name in PUBLIC_HEADERS.split(","))
 _HEADER_LIST = re.compile(rb"^[A-Za-z0-9!#$%&'*+.^_`|~-]+(\s*,\s*[A-Za-z0-9!#$%&'*+.^_`|~-]+)*$")
 
 
 def public_headers(requested: bytes | None) -> bytes:
     """The standard headers, plus whatever well-formed header names the preflight asks for."""
-    names = [name.strip() for name in PUBLIC_HEADERS.split(",")]
+    names = list(_PUBLIC_NAMES)
     if requested and len(requested) <= 1024 and _HEADER_LIST.match(requested.strip()):
         known = {name.lower() for name in names}
         for name in requested.decode("latin-1").split(","):

@@ -314,15 +314,21 @@ async def quart_wire(svc: Services) -> WireRequest:
     )
 
 
-def _route(path: str, event_type: str | None, doc: str):
+def _door(path: str, kind: str | None, name: str, doc: str | None = None):
+    """A Quart endpoint for `/v1/{path}` (what the ingest lane serves when it is on), and the
+    path in PATHS for the lane and CORS."""
     async def endpoint() -> Response:
         svc = services()
-        return json_response(await ingest_single(svc, await quart_wire(svc), event_type))
+        return json_response(await dispatch(svc, await quart_wire(svc), kind))
 
-    endpoint.__name__ = f"ingest_{path}"
+    endpoint.__name__ = name
     endpoint.__doc__ = doc
-    blueprint.post(f"/{path}")(document_response(TrackOut)(endpoint))
-    PATHS[f"{blueprint.url_prefix}/{path}"] = event_type
+    PATHS[f"{blueprint.url_prefix}/{path}"] = kind
+    return endpoint
+
+
+def _route(path: str, event_type: str | None, doc: str) -> None:
+    blueprint.post(f"/{path}")(document_response(TrackOut)(_door(path, event_type, f"ingest_{path}", doc)))
 
 
 _route("track", "track", "Record a user action (`event` required).")
@@ -335,16 +341,9 @@ _route("events", None, "Any event type, taken from the body's `type` (track, ide
                        "alias, or audit with the stream event fields).")
 
 
-@blueprint.post("/batch")
-@document_response(BatchOut)
-async def batch() -> Response:
-    """Up to 2,500 events of any type in `{"batch": [...]}`. Valid events are stored even when
-    others are rejected; each rejection names its index."""
-    svc = services()
-    return json_response(await ingest_batch(svc, await quart_wire(svc)))
-
-
-PATHS[f"{blueprint.url_prefix}/batch"] = BATCH
+blueprint.post("/batch")(document_response(BatchOut)(_door(
+    "batch", BATCH, "batch", """Up to 2,500 events of any type in `{"batch": [...]}`. Valid events are stored even when
+    others are rejected; each rejection names its index.""")))
 
 # The one-letter paths Segment's analytics.js (analytics-next) posts to, as api.segment.io
 # answers them: /v1/t, /v1/i, ... for single messages and /v1/b for its batching mode. They are
@@ -353,15 +352,5 @@ SHORT_PATHS: dict[str, str | None] = {"t": "track", "i": "identify", "p": "page"
                                       "a": "alias", "b": BATCH}
 
 
-def _alias(letter: str, kind: str | None) -> None:
-    async def endpoint() -> Response:
-        svc = services()
-        return json_response(await dispatch(svc, await quart_wire(svc), kind))
-
-    endpoint.__name__ = f"ingest_short_{letter}"
-    blueprint.post(f"/{letter}")(hide(endpoint))
-    PATHS[f"{blueprint.url_prefix}/{letter}"] = kind
-
-
 for _letter, _kind in SHORT_PATHS.items():
-    _alias(_letter, _kind)
+    blueprint.post(f"/{_letter}")(hide(_door(_letter, _kind, f"ingest_short_{_letter}")))

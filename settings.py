@@ -82,6 +82,11 @@ class Settings(BaseSettings):
     forward_idle_seconds: float = Field(default=5.0, gt=0)
     # The worker touches this file every few seconds while it runs (docker-compose's healthcheck).
     worker_heartbeat_file: Path | None = None
+    # The worker's Prometheus metrics (and Temporal SDK's) on a port of their own; unset: off.
+    # All interfaces by default: Prometheus scrapes it from another host or container, and the
+    # port is never the public API's (telemetry/worker_endpoint.py).
+    worker_metrics_port: int | None = Field(default=None, ge=1, le=65535)
+    worker_metrics_host: str = "0.0.0.0"
 
     # The console (/console/). Sign-up is closed unless "open"; an operator can always sign a
     # workspace up with the admin token. Sessions last this long (a revoked key ends them at once).

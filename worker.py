@@ -22,6 +22,7 @@ from temporalio.client import (
     ScheduleIntervalSpec,
     ScheduleSpec,
 )
+from temporalio.runtime import Runtime
 from temporalio.worker import Worker
 
 from activities.forwarding import ForwardingActivities
@@ -36,7 +37,7 @@ from models.forwarding import ForwardingRepository
 from models.pubsub import CommitListener
 from orchestration.forwarding import start_forwarding, wake_forwarding
 from settings import Settings, get_settings
-from telemetry import logs
+from telemetry import logs, metrics, worker_endpoint
 from workflows.forwarding import ForwardingWorkflow
 from workflows.params import StreamCleanupInput
 from workflows.redrive import RedriveWorkflow
@@ -50,6 +51,7 @@ log = logging.getLogger("headwater.worker")
 WORKFLOWS = [StreamClaimWorkflow, StreamExpiryWorkflow, StreamCleanupWorkflow, ForwardingWorkflow, ReplayWorkflow,
              RedriveWorkflow]
 RECONCILE_SECONDS = 60.0
+BACKLOG_SECONDS = 10.0  # how often the rule backlog gauges are read from the database
 HEARTBEAT_SECONDS = 5.0
 
 
@@ -138,6 +140,8 @@ class HeadwaterWorker:
     async def __aenter__(self) -> Self:
         await self.worker.__aenter__()
         self._tasks = [asyncio.create_task(self._reconcile_forever(), name="forwarding-reconciler")]
+        if metrics.enabled():
+            self._tasks.append(asyncio.create_task(self._observe_backlog_forever(), name="rule-backlog-metrics"))
         if self.settings.worker_heartbeat_file is not None:
             self._tasks.append(asyncio.create_task(self._beat_forever(self.settings.worker_heartbeat_file),
                                                    name="worker-heartbeat"))
@@ -159,6 +163,23 @@ class HeadwaterWorker:
         for rule_id, workspace_id in rules:
             await start_forwarding(self.client, self.settings, rule_id, workspace_id)
         return len(rules)
+
+    async def observe_backlog(self) -> None:
+        """Every enabled rule's pending events and lag, as the database says now, into the
+        gauges. Every worker reports the same figures (Prometheus takes the max by rule): they
+        describe the rule, not the worker that happened to run its last batch."""
+        async with self.sessions() as session:
+            repository = ForwardingRepository(session)
+            stats = await repository.stats(await repository.enabled_rule_rows())
+        metrics.rule_backlog({str(rule_id): (s.pending, s.lag_seconds) for rule_id, s in stats.items()})
+
+    async def _observe_backlog_forever(self) -> None:
+        while True:
+            try:
+                await self.observe_backlog()
+            except Exception as exc:  # noqa: BLE001 — Postgres away: the gauges keep their last figures
+                log.warning("reading the rules' backlog failed: %s", exc)
+            await asyncio.sleep(BACKLOG_SECONDS)
 
     async def _reconcile_forever(self) -> None:
         while True:
@@ -199,10 +220,11 @@ async def ensure_schedules(client: Client, settings: Settings) -> None:
         pass
 
 
-async def connect(settings: Settings, attempts: int = 60) -> Client:
+async def connect(settings: Settings, attempts: int = 60, runtime: Runtime | None = None) -> Client:
     for attempt in range(1, attempts + 1):
         try:
-            return await Client.connect(settings.temporal_target, namespace=settings.temporal_namespace)
+            return await Client.connect(settings.temporal_target, namespace=settings.temporal_namespace,
+                                        runtime=runtime)
         except Exception as exc:  # Temporal not up yet: wait and retry
             if attempt == attempts:
                 raise
@@ -212,7 +234,11 @@ async def connect(settings: Settings, attempts: int = 60) -> Client:
 
 
 async def run(settings: Settings) -> None:
-    client = await connect(settings)
+    runtime = None
+    if settings.worker_metrics_port is not None:
+        runtime, temporal_metrics = worker_endpoint.temporal_runtime()
+        worker_endpoint.serve(settings.worker_metrics_host, settings.worker_metrics_port, temporal_metrics)
+    client = await connect(settings, runtime=runtime)
     engine = create_engine(settings)
     await ensure_schedules(client, settings)
     worker = build_worker(client, session_factory(engine), settings)

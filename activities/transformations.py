@@ -13,6 +13,7 @@ from activities.sandbox import TransformOutcome
 from activities.sandbox_process import SandboxProcess
 from models.transformations import RunTally, TransformationRepository, TransformationSnapshot
 from settings import Settings
+from telemetry import metrics
 
 
 def tally(outcomes: list[TransformOutcome]) -> RunTally:
@@ -32,6 +33,7 @@ class Transformer:
         self.sessions = sessions
         self.sandbox = sandbox
         self.error_threshold = settings.transform_error_threshold
+        self._deaths_counted = 0  # the sandbox's deaths already in the metrics
 
     async def snapshot(self, transformation_id: uuid.UUID) -> TransformationSnapshot | None:
         """The current version, fixed for a whole batch."""
@@ -42,6 +44,9 @@ class Transformer:
                   meta: dict[str, Any]) -> list[TransformOutcome]:
         """Every event through `snapshot`'s version, in order; the failures are counted."""
         outcomes, _ = await self.sandbox.transform(snapshot.key, snapshot.source_code, events, meta)
+        runs = tally(outcomes)
+        deaths, self._deaths_counted = self.sandbox.deaths - self._deaths_counted, self.sandbox.deaths
+        metrics.count_sandbox(len(outcomes), runs.failures, deaths)
         async with self.sessions() as session, session.begin():
-            await TransformationRepository(session).record_runs(snapshot, tally(outcomes), self.error_threshold)
+            await TransformationRepository(session).record_runs(snapshot, runs, self.error_threshold)
         return outcomes

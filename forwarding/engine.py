@@ -22,6 +22,7 @@ from models.timestamps import parse_iso
 from models.transformations import ERROR as TRANSFORMATION_ERROR
 from models.transformations import TransformationSnapshot
 from settings import Settings
+from telemetry import metrics
 from workflows.params import (
     BatchState,
     ForwardBatchResult,
@@ -44,6 +45,14 @@ class Waker(Protocol):
 
 def cursor_text(cursor: Cursor) -> str:
     return f"{cursor[0]}:{cursor[1]}"
+
+
+def count(rule_id: uuid.UUID, rows: list[Row], settled: Settlement, batch: Batch, *, held: int = 0) -> None:
+    """A recorded pass in the worker's metrics (`held`: events the rule holds at its cursor)."""
+    metrics.count_forwarding(
+        str(rule_id), delivered_at=[row.received_at for row in rows if batch.outcomes[row.id].outcome == Outcome.DELIVERED],
+        retried=len(settled.retry_rows) + held, dead=settled.dead,
+        statuses=[d.answer.status if d.answer is not None else None for d in batch.deliveries], now=datetime.now(UTC))
 
 
 class ForwardingEngine:
@@ -92,7 +101,9 @@ class ForwardingEngine:
                 # The destination refused the whole batch: the cursor stays, the rule holds.
                 settled = settle(retries, batch, now, limits, self.hold_seconds)
                 settled.last_error = next((o.error for o in batch.outcomes.values() if o.error), settled.last_error)
-                _, lag = await self._record(rule.id, started_from, None, settled, batch, held=True)
+                recorded, lag = await self._record(rule.id, started_from, None, settled, batch, held=True)
+                if recorded:
+                    count(rule.id, retries, settled, batch, held=len(fresh))
                 last = next(o for o in refused if o.answer is not None).answer
                 assert last is not None
                 return self._held(started_from, self.hold_seconds(attempts, last.retry_after), error_text(last),
@@ -106,7 +117,9 @@ class ForwardingEngine:
             new_cursor = max(started_from, (horizon, ""))
         settled = settle(retries + fresh, batch, now, limits, self.hold_seconds)
         recorded, lag = await self._record(rule.id, started_from, new_cursor, settled, batch)
-        if not recorded:
+        if recorded:
+            count(rule.id, retries + fresh, settled, batch)
+        else:
             settled = Settlement(last_error=settled.last_error)  # another run of this batch recorded it
         result = ForwardBatchResult(
             state=BatchState.OK, delivered=settled.delivered, dead_lettered=settled.dead,
@@ -231,6 +244,7 @@ class ForwardingEngine:
             settled = settle(rows, batch, datetime.now(UTC), RetryLimits.of(destination.config), self.hold_seconds)
             async with self.sessions() as session, session.begin():
                 await OutcomeRecorder(session).record(current.id, at, at, settled, batch)
+            count(current.id, rows, settled, batch)
         return ReplayBatchResult(state=BatchState.OK, after_xid=rows[-1].commit_xid, after_id=rows[-1].id,
                                  replayed=params.replayed + len(rows))
 

@@ -13,6 +13,7 @@ from ingest.cache import RefreshingCache
 from models.canonical import CanonicalEvent
 from models.contract_checks import CompiledContract
 from models.contracts import ContractRepository, RecordedViolations
+from telemetry import metrics
 
 CONTRACT_CACHE_SECONDS = 1.0  # an update reaches every API process within this (+ a query)
 
@@ -68,6 +69,7 @@ def enforce(book: dict[tuple[str, str | None], CompiledContract], event: Canonic
     if not outcome.violations:
         return False, _NOTHING
     blocked = outcome.blocked
+    metrics.count(metrics.CONTRACT_VIOLATIONS, contract.mode)
     event_id, action = (None, "blocked") if blocked else (event.id, "warned")
     found = [(event_id, event.name, event.source_id, path, kind, message, action)  # VIOLATION_FIELDS
              for path, kind, message in outcome.violations]

@@ -136,15 +136,14 @@ class GroupCommitter:
                                              violations=violations)
         except Exception as exc:  # noqa: BLE001 — any failure fails the group's requests (503), never the lane
             log.error("group commit of %d events (%d requests) failed: %s", len(events), len(group), exc)
-            metrics.COMMIT_FAILURES.inc()
+            metrics.count_commit(len(events), 0.0, failed=True)
             if conn is not None:
                 conn.terminate()
             for request in group:
                 if not request.done.done():
                     request.done.set_exception(CommitFailed(str(exc)))
             return None
-        metrics.COMMIT_SECONDS.observe(time.perf_counter() - started)
-        metrics.COMMIT_EVENTS.observe(len(events))
+        metrics.count_commit(len(events), time.perf_counter() - started, failed=False)
         for request in group:
             if not request.done.done():
                 request.done.set_result(duplicates)

@@ -268,6 +268,9 @@ class ForwardingRepository:
                                           .where(ForwardingRule.enabled.is_(True)))
         return [(row.id, row.workspace_id) for row in rows]
 
+    async def enabled_rule_rows(self) -> list[ForwardingRule]:
+        return list(await self.session.scalars(select(ForwardingRule).where(ForwardingRule.enabled.is_(True))))
+
     async def horizon(self) -> int:
         return int(await self.session.scalar(text(f"SELECT {HORIZON_SQL}")))
 

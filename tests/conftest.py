@@ -8,6 +8,7 @@ client IPs, because the app, the worker and API processes commit on their own co
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import os
 import secrets
@@ -234,6 +235,90 @@ class ApiProcess:
 
     def stop(self) -> None:
         stop_process(self.process)
+
+
+class WorkerProcess:
+    """`python worker.py` in its own process, as `make run` runs it; ready once it polls."""
+
+    def __init__(self, settings: Settings, log_dir: Path, **overrides: str) -> None:
+        self.metrics_port = free_port()
+        heartbeat = log_dir / f"worker-{self.metrics_port}.beat"
+        env = dict(os.environ)
+        env.update({
+            "DATABASE_URL": settings.database_url or "",
+            "TEMPORAL_ADDRESS": settings.temporal_address or "",
+            "HEADWATER_TASK_QUEUE": settings.task_queue,
+            "HEADWATER_LOG_LEVEL": "WARNING",
+            "HEADWATER_ALLOW_PRIVATE_DESTINATIONS": "true",
+            "HEADWATER_RETRY_BASE_SECONDS": str(settings.retry_base_seconds),
+            "HEADWATER_RETRY_MAX_SECONDS": str(settings.retry_max_seconds),
+            "HEADWATER_FORWARD_IDLE_SECONDS": str(settings.forward_idle_seconds),
+            "HEADWATER_WORKER_HEARTBEAT_FILE": str(heartbeat),
+            "HEADWATER_WORKER_METRICS_PORT": str(self.metrics_port),
+            "HEADWATER_WORKER_METRICS_HOST": "127.0.0.1",
+        })
+        env.update(overrides)
+        self.log_path = log_dir / f"worker-{self.metrics_port}.log"
+        with open(self.log_path, "wb") as out:
+            self.process = subprocess.Popen([sys.executable, "worker.py"], env=env, stdout=out,
+                                            stderr=subprocess.STDOUT, preexec_fn=child_preexec)
+        deadline = time.monotonic() + 60
+        while not heartbeat.exists():
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the worker did not start: {self.log_path.read_text()[-2000:]}")
+            time.sleep(0.1)
+
+    @property
+    def metrics_url(self) -> str:
+        return f"http://127.0.0.1:{self.metrics_port}/metrics"
+
+    def stop(self) -> None:
+        stop_process(self.process)
+
+
+@dataclass
+class Stack:
+    """API processes and workers of their own: a database nobody else uses and a task queue
+    of its own, so the session's worker neither sees its rules nor takes its tasks."""
+
+    settings: Settings
+    apis: list[ApiProcess]
+    workers: list[WorkerProcess]
+
+    async def workspace(self) -> WorkspaceKey:
+        async with self.apis[0].client() as http:
+            response = await http.post("/api/v1/workspaces", json={"name": "stack"},
+                                       headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
+            assert response.status_code == 201, response.text
+            body = response.json()
+        return WorkspaceKey(id=body["workspace"]["id"], key=body["master_key"])
+
+    def stop(self) -> None:
+        for process in [*self.apis, *self.workers]:
+            process.stop()
+
+
+@contextlib.asynccontextmanager
+async def isolated_stack(settings: Settings, postgres_server_url: str, log_dir: Path, *, apis: int, workers: int,
+                         api_env: dict[str, str] | None = None) -> AsyncIterator[Stack]:
+    from devstack.postgres import drop_database, ensure_database
+
+    name = f"headwater_stack_{secrets.token_hex(4)}"
+    await ensure_database(postgres_server_url, name)
+    url = _replace_database(postgres_server_url, name)
+    await asyncio.to_thread(upgrade, url)
+    own = settings.model_copy(update={"database_url": url, "task_queue": f"stack-{name}"})
+    stack = Stack(own, [], [])
+    try:
+        for _ in range(workers):
+            stack.workers.append(await asyncio.to_thread(WorkerProcess, own, log_dir))
+        for _ in range(apis):
+            stack.apis.append(await asyncio.to_thread(ApiProcess, own, log_dir, HEADWATER_ALLOW_PRIVATE_DESTINATIONS="true",
+                                                      **(api_env or {})))
+        yield stack
+    finally:
+        stack.stop()
+        await drop_database(postgres_server_url, name)
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,10 @@ import uuid
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from telemetry import metrics
+from telemetry.metrics import API
 from tests.conftest import ApiProcess
+from web.errors import APIError, error_payload
 
 TOKEN = "metrics-token"
 
@@ -86,13 +89,25 @@ async def test_what_the_api_counts(api, workspace):
 
 def test_every_503_answer_is_counted_by_its_cause():
     """Both the Quart handlers and the ingest lane render errors through error_payload."""
-    from telemetry.metrics import REGISTRY
-    from web.errors import APIError, error_payload
-
     def count() -> float:
-        return REGISTRY.get_sample_value("headwater_unavailable_responses_total", {"cause": "commit_failed"}) or 0.0
+        return API.get_sample_value("headwater_unavailable_responses_total", {"cause": "commit_failed"}) or 0.0
 
-    before = count()
+    was_on = metrics.enabled()
+    metrics.enable()
+    try:
+        before = count()
+        error_payload(APIError(503, "commit_failed", "nothing stored"))
+        error_payload(APIError(422, "validation_failed", "not a 503"))
+        assert count() == before + 1
+    finally:
+        metrics.enable(was_on)
+
+
+def test_a_process_that_serves_no_metrics_counts_nothing():
+    """Off (no token, no port) is free: nothing is counted."""
+    assert not metrics.enabled()  # the in-process app has no metrics token
+    before = API.get_sample_value("headwater_unavailable_responses_total", {"cause": "commit_failed"})
     error_payload(APIError(503, "commit_failed", "nothing stored"))
-    error_payload(APIError(422, "validation_failed", "not a 503"))
-    assert count() == before + 1
+    metrics.count_events("v1", "accepted", ["track"])
+    assert API.get_sample_value("headwater_unavailable_responses_total", {"cause": "commit_failed"}) == before
+    assert API.get_sample_value("headwater_events_total", {"door": "v1", "type": "track", "outcome": "accepted"}) is None

@@ -10,6 +10,7 @@ import time
 from quart import Quart, Response, g, request
 from quart_schema import Info, QuartSchema
 
+import telemetry.metrics
 from activities.sandbox import SandboxLimits
 from activities.sandbox_process import SandboxProcess
 from ingest.contracts import ContractBook
@@ -58,6 +59,8 @@ def create_app(settings: Settings | None = None) -> Quart:
 
     @app.before_serving
     async def start_services() -> None:
+        if settings.metrics_token:
+            telemetry.metrics.enable()  # counted only where they are served (telemetry/metrics.py)
         engine = create_engine(settings)
         sessions = session_factory(engine)
         committer = GroupCommitter(settings.postgres_dsn)

@@ -39,7 +39,7 @@ class APIError(Exception):
 def error_payload(error: APIError) -> dict[str, Any]:
     """The body of an error answer (every error answer is made here, the ingest lane's too)."""
     if error.status == 503:
-        metrics.UNAVAILABLE.labels(error.code).inc()
+        metrics.count(metrics.UNAVAILABLE, error.code)
     body: dict[str, Any] = {"error": {"code": error.code, "message": error.message}}
     if error.details is not None:
         body["error"]["details"] = error.details

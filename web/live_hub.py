@@ -49,7 +49,7 @@ class LiveClient:
         self._refilled = now
         if self._tokens < 1 or len(self.queue) >= self.max_queued:
             self.dropped += 1  # sampled out: the client hears how many at its next write
-            metrics.LIVE_DROPPED.inc()
+            metrics.count(metrics.LIVE_DROPPED)
         else:
             self._tokens -= 1
             self.queue.append(message)
@@ -89,7 +89,7 @@ class LiveHub:
             self._reader = asyncio.create_task(self._read_announced(), name="live-hub-reader")
         await self._listener.listen(client.workspace_id)  # before the client counts: it may fail
         self._clients[client.workspace_id].add(client)
-        metrics.LIVE_CLIENTS.inc()
+        metrics.live_clients(+1)
 
     async def unsubscribe(self, client: LiveClient) -> None:
         clients = self._clients.get(client.workspace_id)
@@ -97,7 +97,7 @@ class LiveHub:
             return
         if client in clients:
             clients.discard(client)
-            metrics.LIVE_CLIENTS.dec()
+            metrics.live_clients(-1)
         if not clients:
             del self._clients[client.workspace_id]
             await self._listener.unlisten(client.workspace_id)

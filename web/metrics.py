@@ -14,7 +14,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from quart import Blueprint, Response
 from quart_schema import hide
 
-from telemetry.metrics import REGISTRY
+from telemetry.metrics import API
 from web.auth import bearer_token
 from web.errors import APIError
 from web.services import services
@@ -31,4 +31,4 @@ async def metrics() -> Response:
     if not hmac.compare_digest(bearer_token().encode(), expected.encode()):
         raise APIError(401, "invalid_metrics_token", "The metrics token is not valid.",
                        headers={"WWW-Authenticate": "Bearer"})
-    return Response(generate_latest(REGISTRY), content_type=CONTENT_TYPE_LATEST)
+    return Response(generate_latest(API), content_type=CONTENT_TYPE_LATEST)

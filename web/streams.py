@@ -97,7 +97,7 @@ def rate_limit_headers(quota: Quota) -> dict[str, str]:
 
 
 def limit_error(exc: LimitExceeded) -> APIError:
-    metrics.STREAM_REFUSALS.labels(exc.code).inc()
+    metrics.count(metrics.STREAM_REFUSALS, exc.code)
     headers = rate_limit_headers(exc.quota) | {"Retry-After": str(exc.quota.reset_after)}
     return APIError(429, exc.code, exc.message, details={"limit": exc.quota.limit, "fits": exc.fits},
                     headers=headers)

@@ -34,6 +34,13 @@ class Settings(BaseSettings):
     port: int = 8000
     log_level: str = "INFO"
     log_format: Literal["text", "json"] = "text"  # json: one object per line (telemetry/logs.py)
+    # Traces (telemetry/tracing.py): on when the standard OTLP endpoint variable is set; ingest
+    # requests are sampled at this ratio, management requests and forwarding always traced.
+    otel_exporter_otlp_endpoint: str | None = Field(
+        default=None, validation_alias=AliasChoices("OTEL_EXPORTER_OTLP_ENDPOINT", "otel_exporter_otlp_endpoint"))
+    otel_service_name: str | None = Field(
+        default=None, validation_alias=AliasChoices("OTEL_SERVICE_NAME", "otel_service_name"))
+    trace_ingest_ratio: float = Field(default=0.01, ge=0, le=1)
     metrics_token: str | None = None  # GET /metrics answers only with it (web/metrics.py); unset: off
     admin_token: str | None = None
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
+from opentelemetry.trace import Tracer
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import (
     Client,
@@ -22,6 +23,7 @@ from temporalio.client import (
     ScheduleIntervalSpec,
     ScheduleSpec,
 )
+from temporalio.contrib.opentelemetry import TracingInterceptor
 from temporalio.runtime import Runtime
 from temporalio.worker import Worker
 
@@ -30,6 +32,7 @@ from activities.sandbox import SandboxLimits
 from activities.sandbox_process import SandboxProcess
 from activities.streams import StreamActivities
 from activities.transformations import Transformer
+from devstack.processes import free_port
 from forwarding.delivery import http_session
 from forwarding.engine import ForwardingEngine
 from models.db import create_engine, session_factory
@@ -37,7 +40,7 @@ from models.forwarding import ForwardingRepository
 from models.pubsub import CommitListener
 from orchestration.forwarding import start_forwarding, wake_forwarding
 from settings import Settings, get_settings
-from telemetry import logs, metrics, worker_endpoint
+from telemetry import logs, metrics, tracing, worker_endpoint
 from workflows.forwarding import ForwardingWorkflow
 from workflows.params import StreamCleanupInput
 from workflows.redrive import RedriveWorkflow
@@ -119,14 +122,15 @@ class HeadwaterWorker:
     keeps a workflow running for every enabled forwarding rule (rules made while Temporal was
     down, workflows ended by hand). Use as `async with build_worker(...):`."""
 
-    def __init__(self, client: Client, sessions: async_sessionmaker[AsyncSession], settings: Settings) -> None:
+    def __init__(self, client: Client, sessions: async_sessionmaker[AsyncSession], settings: Settings,
+                 tracer: Tracer | None = None) -> None:
         self.client, self.sessions, self.settings = client, sessions, settings
         self.sandbox = SandboxProcess(SandboxLimits.from_settings(settings))
         self.http = http_session(settings)  # one per worker, its connection pool shared by every rule
         self.waker = RuleWaker(client, settings.postgres_dsn)
         streams = StreamActivities(sessions)
         forwarding = ForwardingActivities(ForwardingEngine(sessions, Transformer(sessions, self.sandbox, settings),
-                                                           self.http, settings, self.waker))
+                                                           self.http, settings, self.waker, tracer))
         self.worker = Worker(
             client,
             task_queue=settings.task_queue,
@@ -199,8 +203,9 @@ class HeadwaterWorker:
             await asyncio.sleep(HEARTBEAT_SECONDS if self.worker.is_running else 0.1)
 
 
-def build_worker(client: Client, sessions: async_sessionmaker[AsyncSession], settings: Settings) -> HeadwaterWorker:
-    return HeadwaterWorker(client, sessions, settings)
+def build_worker(client: Client, sessions: async_sessionmaker[AsyncSession], settings: Settings,
+                 tracer: Tracer | None = None) -> HeadwaterWorker:
+    return HeadwaterWorker(client, sessions, settings, tracer)
 
 
 async def ensure_schedules(client: Client, settings: Settings) -> None:
@@ -220,11 +225,15 @@ async def ensure_schedules(client: Client, settings: Settings) -> None:
         pass
 
 
-async def connect(settings: Settings, attempts: int = 60, runtime: Runtime | None = None) -> Client:
+async def connect(settings: Settings, attempts: int = 60, runtime: Runtime | None = None,
+                  tracer: Tracer | None = None) -> Client:
+    """A client for the worker; with a tracer, its workflows and activities run in spans
+    (temporalio's OpenTelemetry interceptor), and so does what they call."""
+    interceptors = [TracingInterceptor(tracer)] if tracer is not None else []
     for attempt in range(1, attempts + 1):
         try:
             return await Client.connect(settings.temporal_target, namespace=settings.temporal_namespace,
-                                        runtime=runtime)
+                                        runtime=runtime, interceptors=interceptors)
         except Exception as exc:  # Temporal not up yet: wait and retry
             if attempt == attempts:
                 raise
@@ -236,12 +245,14 @@ async def connect(settings: Settings, attempts: int = 60, runtime: Runtime | Non
 async def run(settings: Settings) -> None:
     runtime = None
     if settings.worker_metrics_port is not None:
-        runtime, temporal_metrics = worker_endpoint.temporal_runtime()
+        runtime, temporal_metrics = worker_endpoint.temporal_runtime(f"127.0.0.1:{free_port()}")
         worker_endpoint.serve(settings.worker_metrics_host, settings.worker_metrics_port, temporal_metrics)
-    client = await connect(settings, runtime=runtime)
+    traces = tracing.tracer_provider(settings, "headwater-worker")
+    tracer = tracing.tracer_of(traces) if traces is not None else None
+    client = await connect(settings, runtime=runtime, tracer=tracer)
     engine = create_engine(settings)
     await ensure_schedules(client, settings)
-    worker = build_worker(client, session_factory(engine), settings)
+    worker = build_worker(client, session_factory(engine), settings, tracer)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -250,6 +261,8 @@ async def run(settings: Settings) -> None:
     async with worker:
         await stop.wait()
     await engine.dispose()
+    if traces is not None:
+        traces.shutdown()
     log.info("worker stopped")
 
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import importlib
 
-BENCHMARKS = ["bench.redaction", "bench.ingest", "bench.transform", "bench.observe", "bench.forward", "bench.console"]  # ~7 min
+BENCHMARKS = [
+    "bench.redaction", "bench.ingest", "bench.transform", "bench.observe", "bench.forward", "bench.console", "bench.scale",
+]  # ~10 min
 
 
 def run_all() -> int:

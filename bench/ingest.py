@@ -9,15 +9,19 @@
    against the same batches without it, in rounds ordered off/on/on/off twice (target: >= 0.85);
 7. /v1/batch of typical audit events (redacted on arrival, the source's default) against the
    same batches of track events, in rounds ordered track/audit/audit/track;
-8. the API process's RSS at the end (target: < 300 MB).
+8. the API process's RSS at the end (target: < 300 MB);
+9. /v1/track and /v1/batch with metrics on (counted, served, scraped every second) against
+   off, in rounds ordered off/on/on/off twice (target: within 5%).
 """
 
 from __future__ import annotations
 
 import platform
 import random
+import threading
 import time
 
+import httpx
 import orjson
 import psutil
 
@@ -43,6 +47,48 @@ def checkout_step(i: int) -> dict:
 TRACK = {"event": "purchase_completed", "userId": "user-123",
          "properties": {"order_id": "ORD-456", "total": 99.99, "currency": "USD", "items": ["SKU-001", "SKU-002"]},
          "context": {"ip": "203.0.113.1", "user_agent": "Mozilla/5.0"}}
+
+
+class Scraper(threading.Thread):
+    """Prometheus, roughly: GET /metrics every second while the rounds run."""
+
+    def __init__(self, url: str, token: str) -> None:
+        super().__init__(daemon=True)
+        self.url, self.token, self.stop, self.scrapes = url, token, threading.Event(), 0
+
+    def run(self) -> None:
+        with httpx.Client(headers={"Authorization": f"Bearer {self.token}"}) as http:
+            while not self.stop.wait(1.0):
+                http.get(self.url).raise_for_status()
+                self.scrapes += 1
+
+
+def metrics_cost(stack, env: dict[str, str], track_body: bytes, batch_body: bytes, key: list[str]) -> dict[str, float]:
+    """9. The same load against an API process that counts and serves metrics (scraped every
+    second) and one that does not, in rounds ordered off/on/on/off twice; both processes run
+    throughout, so neither gets a warmer cache."""
+    off_port, on_port = free_port(), free_port()
+    ratios = {}
+    with serve(["-m", "web"], off_port, {**env, "HEADWATER_PORT": str(off_port)}), \
+            serve(["-m", "web"], on_port, {**env, "HEADWATER_PORT": str(on_port), "HEADWATER_METRICS_TOKEN": "bench"}):
+        scraper = Scraper(f"http://127.0.0.1:{on_port}/metrics", "bench")
+        scraper.start()
+        for door, body, connections, per_request in (("/v1/track", track_body, 64, 1), ("/v1/batch", batch_body, 16, 100)):
+            rounds: dict[bool, list[float]] = {False: [], True: []}
+            for on in (False, True, True, False) * 2:
+                run = load(f"http://127.0.0.1:{on_port if on else off_port}{door}", body, stack.tmp, headers=key,
+                           seconds=CONTRACT_ROUND_SECONDS, connections=connections)
+                rounds[on].append(run["rps"] * per_request)
+            off, on_ = sum(rounds[False]) / len(rounds[False]), sum(rounds[True]) / len(rounds[True])
+            ratios[door] = on_ / max(off, 0.1)
+            print(f"9. {door}, metrics off:               {off:>9,.0f} events/s  "
+                  f"(rounds: {', '.join(f'{r:,.0f}' for r in rounds[False])})")
+            print(f"   {door}, metrics on, scraped 1/s:  {on_:>9,.0f} events/s  "
+                  f"(rounds: {', '.join(f'{r:,.0f}' for r in rounds[True])})")
+        scraper.stop.set()
+        scraper.join()
+        print(f"   {scraper.scrapes} scrapes of /metrics")
+    return ratios
 
 
 def main() -> None:
@@ -123,6 +169,7 @@ def main() -> None:
                   f"(rounds: {', '.join(f'{r:,.0f}' for r in audit_rounds)})  errors {errors}")
             rss = api.memory_info().rss / 2**20
         print(f"8. API process RSS at the end:            {rss:>9,.0f} MB")
+        metrics_ratios = metrics_cost(stack, env, track_body, batch_body, key)
 
     ratio = track["rps"] / base["rps"]
     print()
@@ -134,6 +181,8 @@ def main() -> None:
           f"{'ok' if contract_ratio >= 0.85 else 'MISSED'}")
     print(f"audit (redacted) / track:     {audit_mean / max(track_mean, 0.1):.2f}x")
     print(f"API RSS:                      {rss:.0f} MB     (target < 300)  {'ok' if rss < 300 else 'MISSED'}")
+    for door, ratio_on in metrics_ratios.items():
+        print(f"{door} metrics on / off:   {ratio_on:.2f}x   (target >= 0.95)  {'ok' if ratio_on >= 0.95 else 'MISSED'}")
     print(f"generator headroom:           {ceiling['rps'] / max(track['rps'], 1):.1f}x the fastest measured req/s")
 
 

@@ -29,6 +29,7 @@ import aiohttp
 import orjson
 from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import ThreadedResolver
+from opentelemetry import propagate
 from standardwebhooks.webhooks import Webhook
 
 from settings import Settings
@@ -169,6 +170,10 @@ class Sender:
             return self.config["host"].rstrip("/") + "/v1/batch"
         return self.config["url"]
 
+    @property
+    def host(self) -> str:
+        return urlsplit(self.url).hostname or ""
+
     def group(self, event_ids: list[str], bodies: list[str], message_ids: list[str]) -> list[Delivery]:
         """Split a batch into requests as the destination wants them."""
         if self.single:
@@ -223,6 +228,7 @@ class Sender:
         headers["webhook-id"] = message_id
         headers["webhook-timestamp"] = str(int(now.timestamp()))
         headers["webhook-signature"] = " ".join(signer.sign(message_id, now, body.decode()) for signer in self._signers)
+        propagate.inject(headers)  # W3C traceparent of the delivery's span, when traces are on
         return headers
 
     @functools.cached_property

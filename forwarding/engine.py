@@ -10,6 +10,8 @@ from typing import Protocol
 
 import aiohttp
 import orjson
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind, StatusCode, Tracer
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from activities.transformations import Transformer
@@ -57,9 +59,11 @@ def count(rule_id: uuid.UUID, rows: list[Row], settled: Settlement, batch: Batch
 
 class ForwardingEngine:
     def __init__(self, sessions: async_sessionmaker[AsyncSession], transformer: Transformer,
-                 http: aiohttp.ClientSession, settings: Settings, waker: Waker | None = None) -> None:
+                 http: aiohttp.ClientSession, settings: Settings, waker: Waker | None = None,
+                 tracer: Tracer | None = None) -> None:
         self.sessions, self.transformer, self.http, self.settings = sessions, transformer, http, settings
         self.waker = waker
+        self.tracer = tracer or trace.NoOpTracer()  # spans inside the activity's (telemetry/tracing.py)
 
     # --- a rule's batch ----------------------------------------------------------------------
 
@@ -177,7 +181,10 @@ class ForwardingEngine:
         if snapshot is not None:
             events = [orjson.loads(row.body_json) for row in rows]
             meta = {"workspace_id": str(rule.workspace_id), "rule_id": str(rule.id)}
-            outcomes = await self.transformer.run(snapshot, events, meta)
+            with self.tracer.start_as_current_span("transform", attributes={
+                    "headwater.rule_id": str(rule.id), "headwater.transformation_id": str(rule.transformation_id),
+                    "headwater.transformation_version": snapshot.key[1], "headwater.events": len(events)}):
+                outcomes = await self.transformer.run(snapshot, events, meta)
             for row, outcome in zip(rows, outcomes, strict=True):
                 if outcome.error is not None:
                     batch.outcomes[row.id] = EventOutcome(Outcome.PERMANENT,
@@ -201,7 +208,14 @@ class ForwardingEngine:
 
         async def send(delivery: Delivery) -> None:
             async with in_flight:
-                delivery.answer = await sender.send(delivery)
+                with self.tracer.start_as_current_span("deliver", kind=SpanKind.CLIENT, attributes={
+                        "headwater.rule_id": str(rule.id), "headwater.destination_type": destination.type,
+                        "headwater.events": len(delivery.event_ids), "server.address": sender.host}) as span:
+                    delivery.answer = answer = await sender.send(delivery)  # its traceparent: this span
+                    if answer.status is not None:
+                        span.set_attribute("http.response.status_code", answer.status)
+                    if answer.outcome != Outcome.DELIVERED:
+                        span.set_status(StatusCode.ERROR, answer.error)
 
         await asyncio.gather(*(send(d) for d in batch.deliveries))
         rank = {Outcome.DELIVERED: 0, Outcome.RETRY: 1, Outcome.PERMANENT: 2}

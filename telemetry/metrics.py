@@ -118,6 +118,21 @@ SANDBOX_RESTARTS = Counter("headwater_sandbox_restarts", "Sandbox processes star
                            "was stopped by the watchdog", registry=WORKER)
 
 
+AUDIT_MISMATCHES = Counter("headwater_audit_mismatches", "Sealed audit-log leaves whose stored event was found "
+                           "altered or missing (each counted once)", registry=WORKER)
+SEALED = Counter("headwater_audit_sealed_events", "Events sealed into workspaces' audit logs", registry=WORKER)
+
+
+def count_audit_mismatches(n: int) -> None:
+    if _Counting.on and n:
+        AUDIT_MISMATCHES.inc(n)
+
+
+def count_sealed(n: int) -> None:
+    if _Counting.on and n:
+        SEALED.inc(n)
+
+
 def status_class(status: int | None) -> str:
     return f"{status // 100}xx" if status is not None and 100 <= status < 600 else "error"
 

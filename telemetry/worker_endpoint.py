@@ -21,7 +21,6 @@ from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 
-from devstack.processes import free_port
 from telemetry import metrics
 
 log = logging.getLogger("headwater.metrics")
@@ -43,9 +42,8 @@ class TemporalSDKMetrics(Collector):
         yield from text_string_to_metric_families(text)
 
 
-def temporal_runtime() -> tuple[Runtime, str]:
-    """A Temporal runtime whose core serves its metrics on a free loopback port; that URL."""
-    address = f"127.0.0.1:{free_port()}"
+def temporal_runtime(address: str) -> tuple[Runtime, str]:
+    """A Temporal runtime whose core serves its metrics on `address` (loopback); their URL."""
     runtime = Runtime(telemetry=TelemetryConfig(metrics=PrometheusConfig(
         bind_address=address, counters_total_suffix=True, durations_as_seconds=True)))
     return runtime, f"http://{address}/metrics"

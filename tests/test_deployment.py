@@ -49,7 +49,8 @@ def test_ports_agree_with_settings():
     services = compose()["services"]
     api = services["api"]
     port = int(api["environment"]["HEADWATER_PORT"])
-    assert f"{port}:{port}" in api["ports"]
+    assert "ports" not in api and str(port) in api["expose"]  # replicas: only the proxy publishes
+    assert f"{port}:8000" in services["proxy"]["ports"]
     assert api["environment"]["HEADWATER_HOST"] == "0.0.0.0"
     assert api["command"] == ["python", "-m", "web"]
     assert services["worker"]["command"] == ["python", "-m", "worker"]
@@ -94,3 +95,39 @@ async def test_the_worker_heartbeat_file_is_touched_while_it_runs(settings, temp
         while not beat.exists():
             assert time.monotonic() < deadline
             await asyncio.sleep(0.05)
+
+
+def test_replicas_behind_a_proxy_that_the_api_trusts():
+    """Two API replicas and two workers; the proxy balances over every replica's address and
+    the API trusts its X-Forwarded-For (the compose network's subnet, and nothing wider)."""
+    spec = compose()
+    services = spec["services"]
+    assert services["api"]["deploy"]["replicas"] >= 2 and services["worker"]["deploy"]["replicas"] >= 2
+    caddyfile = (ROOT / "deploy" / "Caddyfile").read_text()
+    assert re.search(rf"dynamic a api {services['api']['environment']['HEADWATER_PORT']}\b", caddyfile)
+    assert "flush_interval -1" in caddyfile  # the live debugger's SSE is not buffered
+    subnet = spec["networks"]["default"]["ipam"]["config"][0]["subnet"]
+    assert services["api"]["environment"]["HEADWATER_TRUSTED_PROXIES"] == f"${{HEADWATER_TRUSTED_PROXIES:-{subnet}}}"
+    assert Settings(trusted_proxies=subnet).trusted_proxies == [subnet]
+
+
+def test_prometheus_scrapes_every_replica_and_loads_the_alerts():
+    services = compose()["services"]
+    prometheus = yaml.safe_load((ROOT / "deploy" / "prometheus" / "prometheus.yml").read_text())
+    jobs = {job["job_name"]: job for job in prometheus["scrape_configs"]}
+    api = jobs["headwater-api"]["dns_sd_configs"][0]
+    assert api["names"] == ["api"] and api["port"] == int(services["api"]["environment"]["HEADWATER_PORT"])
+    assert jobs["headwater-api"]["authorization"]["credentials_file"] == services["prometheus"]["secrets"][0]["target"]
+    worker = jobs["headwater-worker"]["dns_sd_configs"][0]
+    assert worker["names"] == ["worker"]
+    assert worker["port"] == int(services["worker"]["environment"]["HEADWATER_WORKER_METRICS_PORT"])
+    mounted = " ".join(services["prometheus"]["volumes"])
+    for rule_file in prometheus["rule_files"]:
+        assert f"deploy/prometheus/{Path(rule_file).name}:{rule_file}" in mounted
+    alerts = yaml.safe_load((ROOT / "deploy" / "prometheus" / "alerts.yml").read_text())
+    names = {rule["alert"] for group in alerts["groups"] for rule in group["rules"]}
+    assert {"HeadwaterRuleLagging", "HeadwaterDeadLetters", "HeadwaterGroupCommitFailing"} <= names
+    grafana = " ".join(services["grafana"]["volumes"])
+    assert "./deploy/grafana/dashboards:/var/lib/grafana/dashboards" in grafana
+    provider = yaml.safe_load((ROOT / "deploy/grafana/provisioning/dashboards/headwater.yml").read_text())
+    assert provider["providers"][0]["options"]["path"] == "/var/lib/grafana/dashboards"

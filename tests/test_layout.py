@@ -105,7 +105,7 @@ def test_no_import_cycles():
 ALLOWED = {
     "models": {"models", "settings"},
     "workflows": {"workflows"},
-    "telemetry": {"telemetry", "models"},
+    "telemetry": {"telemetry", "models", "settings"},
     "activities": {"activities", "models", "workflows", "forwarding", "telemetry", "settings"},
     "forwarding": {"forwarding", "activities", "models", "workflows", "telemetry", "settings"},
     "orchestration": {"orchestration", "workflows", "settings"},

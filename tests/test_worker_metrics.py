@@ -7,16 +7,22 @@ isolated stack), so no other worker takes a batch of these rules."""
 from __future__ import annotations
 
 import asyncio
+import json
+import re
 import time
+from pathlib import Path
 
 import httpx
 import pytest
+import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
+from telemetry import metrics
 from tests.conftest import isolated_stack
 from tests.sinks import Reply, Sink
 
 TOKEN = "metrics-token"
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
@@ -141,3 +147,32 @@ async def test_contract_violations_by_mode(stack):
     grew = {mode: value(after, "headwater_contract_violations_total", mode=mode)
             - value(before, "headwater_contract_violations_total", mode=mode) for mode in ("warn", "block")}
     assert grew == {"warn": 1, "block": 2}
+
+
+METRIC = re.compile(r"\b((?:headwater|temporal)_[a-z0-9_]+)")
+
+
+def queried_metrics() -> set[str]:
+    """Every metric the Grafana dashboard and the alert rules in deploy/ query."""
+    dashboard = json.loads((ROOT / "deploy/grafana/dashboards/headwater.json").read_text())
+    expressions = [target["expr"] for panel in dashboard["panels"] for target in panel.get("targets", [])]
+    alerts = yaml.safe_load((ROOT / "deploy/prometheus/alerts.yml").read_text())
+    expressions += [rule["expr"] for group in alerts["groups"] for rule in group["rules"]]
+    return {name for expression in expressions for name in METRIC.findall(expression)}
+
+
+def declared(registry) -> set[str]:
+    """What a registry's families are exposed as, labelled children or not (yet)."""
+    suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count"), "gauge": ("",)}
+    return {family.name + suffix for family in registry.collect() for suffix in suffixes[family.type]}
+
+
+async def test_the_dashboard_and_alerts_query_only_metrics_that_exist(stack):
+    """After the tests above have made the metrics move: each name the dashboard or an alert
+    queries is in a real scrape of the API or the worker, or declared by Headwater's registries."""
+    exposed = {name for name, _ in await scrape(stack.workers[0].metrics_url)}
+    exposed |= {name for name, _ in await scrape(f"{stack.apis[0].base_url}/metrics", Authorization=f"Bearer {TOKEN}")}
+    exposed |= declared(metrics.API) | declared(metrics.WORKER)
+    queried = queried_metrics()
+    assert any(name.startswith("temporal_") for name in queried)
+    assert not queried - exposed, (sorted(queried - exposed), sorted(n for n in exposed if n.startswith("temporal_")))

@@ -7,6 +7,8 @@ import asyncio
 import logging
 import time
 
+from opentelemetry import trace
+from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
 from quart import Quart, Response, g, request
 from quart_schema import Info, QuartSchema
 
@@ -18,7 +20,7 @@ from ingest.group_commit import GroupCommitter
 from ingest.write_keys import WriteKeyCache
 from models.db import create_engine, session_factory
 from settings import Settings, get_settings
-from telemetry import logs
+from telemetry import logs, tracing
 from web.cors import CORS
 from web.errors import register_error_handlers
 from web.events import EventIdConverter
@@ -91,6 +93,10 @@ def create_app(settings: Settings | None = None) -> Quart:
         if request_id:
             response.headers["X-Request-Id"] = request_id
         elapsed_ms = (time.perf_counter() - g.get("started", time.perf_counter())) * 1000
+        span = trace.get_current_span()
+        if span.is_recording() and request.url_rule is not None:  # name the request's span by its route
+            span.update_name(f"{request.method} {request.url_rule.rule}")
+            span.set_attribute("http.route", request.url_rule.rule)
         access_log.info("%s %s %s %.1fms %s", request.method, request.path, response.status_code,
                         elapsed_ms, request_id, extra={"method": request.method, "path": request.path,
                                                        "status": response.status_code,
@@ -125,4 +131,12 @@ def create_app(settings: Settings | None = None) -> Quart:
     if settings.ingest_lane:
         app.asgi_app = IngestLane(app, app.asgi_app)  # type: ignore[method-assign,assignment]
     app.asgi_app = CORS(app.asgi_app, PATHS, settings.cors_origins)  # type: ignore[method-assign,assignment]
+    traces = tracing.tracer_provider(settings, "headwater-api")
+    if traces is not None:
+        app.asgi_app = OpenTelemetryMiddleware(  # type: ignore[method-assign,assignment]
+            app.asgi_app, tracer_provider=traces, exclude_spans=["receive", "send"])
+
+        @app.after_serving
+        async def flush_traces() -> None:
+            await asyncio.to_thread(traces.shutdown)
     return app

@@ -14,6 +14,7 @@ COPY forwarding ./forwarding
 COPY orchestration ./orchestration
 COPY ingest ./ingest
 COPY telemetry ./telemetry
+COPY audit ./audit
 COPY migrations ./migrations
 COPY devstack ./devstack
 RUN pip install .

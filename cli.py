@@ -1,25 +1,32 @@
-"""`headwater`: the operator's command line for workspaces and master keys.
+"""`headwater`: the operator's command line for workspaces and master keys, and anyone's for
+checking an audit log.
 
     headwater workspaces create NAME [--shell]  create a workspace and its first master key
     headwater workspaces list
     headwater keys create WORKSPACE_ID [--name NAME]
     headwater keys list WORKSPACE_ID
     headwater keys revoke WORKSPACE_ID KEY_ID
+    headwater audit verify EXPORT --tree-head HEAD --public-key KEY [--older OLD --consistency PROOF]
 
-It talks to Postgres directly (DATABASE_URL, or the local stack's while `make run` runs).
+The first five talk to Postgres directly (DATABASE_URL, or the local stack's while `make run`
+runs); `audit verify` reads only the files it is given.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
+import json
 import sys
 import uuid
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from audit.verify import consistency_problems, export_problems
 from models.db import create_engine, session_factory
 from models.timestamps import iso
 from models.workspaces import MasterKeyRepository, Workspace, WorkspaceRepository
@@ -116,6 +123,36 @@ async def _keys_revoke(settings: Settings, args: argparse.Namespace) -> None:
     await in_transaction(settings, work)
 
 
+def _load_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_bytes())
+    except (OSError, ValueError) as exc:
+        raise SystemExit(f"cannot read {path}: {exc}") from None
+
+
+async def _audit_verify(settings: Settings, args: argparse.Namespace) -> None:
+    """Offline: nothing here talks to a server or a database."""
+    key = _load_json(args.public_key)
+    public_key = base64.b64decode(key["public_key"] if isinstance(key, dict) else key)
+    head = _load_json(args.tree_head)
+    try:
+        lines = args.export.read_bytes().split(b"\n")
+    except OSError as exc:
+        raise SystemExit(f"cannot read {args.export}: {exc}") from None
+    if lines and lines[-1] == b"":
+        lines.pop()  # the last line's newline
+    problems = export_problems(lines, head, public_key)
+    if args.older is not None:
+        if args.consistency is None:
+            raise SystemExit("--older needs --consistency (GET .../audit/consistency?first=OLD&second=NEW)")
+        problems += consistency_problems(_load_json(args.older), head, _load_json(args.consistency)["proof"],
+                                         public_key)
+    if problems:
+        raise SystemExit("audit verify FAILED:\n" + "\n".join(f"  - {problem}" for problem in problems))
+    print(f"ok: {len(lines)} events match the tree head of {head['tree_size']} leaves signed at {head['timestamp']}"
+          + (f"; the older head of {_load_json(args.older)['tree_size']} leaves is its prefix" if args.older else ""))
+
+
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="headwater", description="Manage Headwater workspaces and master keys.")
     groups = root.add_subparsers(dest="group", required=True)
@@ -142,6 +179,16 @@ def parser() -> argparse.ArgumentParser:
     key_revoke.add_argument("workspace_id", type=uuid.UUID)
     key_revoke.add_argument("key_id", type=uuid.UUID)
     key_revoke.set_defaults(run=_keys_revoke)
+
+    audit = groups.add_parser("audit", help="check an audit log offline").add_subparsers(dest="command", required=True)
+    verify = audit.add_parser("verify", help="check an NDJSON export against a signed tree head (and an older head "
+                                             "against it), offline")
+    verify.add_argument("export", type=Path, help="GET .../events/export?tree_size=N, saved")
+    verify.add_argument("--tree-head", type=Path, required=True, help="GET .../audit/tree-head?tree_size=N, saved")
+    verify.add_argument("--public-key", type=Path, required=True, help="GET .../audit/public-key, saved")
+    verify.add_argument("--older", type=Path, help="an older tree head, saved, to check for consistency")
+    verify.add_argument("--consistency", type=Path, help="GET .../audit/consistency?first=OLD&second=N, saved")
+    verify.set_defaults(run=_audit_verify)
     return root
 
 

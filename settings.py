@@ -95,6 +95,12 @@ class Settings(BaseSettings):
     worker_metrics_port: int | None = Field(default=None, ge=1, le=65535)
     worker_metrics_host: str = "0.0.0.0"
 
+    # The audit log (audit/): events are sealed into each workspace's Merkle tree at most this
+    # long after their commit; the check re-hashes this many leaves per workspace and run.
+    seal_interval_seconds: float = Field(default=10.0, ge=1)
+    audit_check_interval_seconds: float = Field(default=300.0, ge=1)
+    audit_check_leaves: int = Field(default=200_000, ge=1)
+
     # The console (/console/). Sign-up is closed unless "open"; an operator can always sign a
     # workspace up with the admin token. Sessions last this long (a revoked key ends them at once).
     signup: Literal["closed", "open"] = "closed"

@@ -27,11 +27,13 @@ from temporalio.contrib.opentelemetry import TracingInterceptor
 from temporalio.runtime import Runtime
 from temporalio.worker import Worker
 
+from activities.audit import AuditActivities
 from activities.forwarding import ForwardingActivities
 from activities.sandbox import SandboxLimits
 from activities.sandbox_process import SandboxProcess
 from activities.streams import StreamActivities
 from activities.transformations import Transformer
+from audit.log import AuditLedger
 from devstack.processes import free_port
 from forwarding.delivery import http_session
 from forwarding.engine import ForwardingEngine
@@ -41,8 +43,12 @@ from models.pubsub import CommitListener
 from orchestration.forwarding import start_forwarding, wake_forwarding
 from settings import Settings, get_settings
 from telemetry import logs, metrics, tracing, worker_endpoint
+from workflows.audit_check import SCHEDULE_ID as AUDIT_CHECK
+from workflows.audit_check import AuditCheckWorkflow
+from workflows.audit_seal import SCHEDULE_ID as AUDIT_SEAL
+from workflows.audit_seal import AuditSealWorkflow
 from workflows.forwarding import ForwardingWorkflow
-from workflows.params import StreamCleanupInput
+from workflows.params import AuditCheckInput, AuditSealInput, StreamCleanupInput
 from workflows.redrive import RedriveWorkflow
 from workflows.replay import ReplayWorkflow
 from workflows.stream_claim import StreamClaimWorkflow
@@ -52,7 +58,7 @@ from workflows.stream_expiry import StreamExpiryWorkflow
 log = logging.getLogger("headwater.worker")
 
 WORKFLOWS = [StreamClaimWorkflow, StreamExpiryWorkflow, StreamCleanupWorkflow, ForwardingWorkflow, ReplayWorkflow,
-             RedriveWorkflow]
+             RedriveWorkflow, AuditSealWorkflow, AuditCheckWorkflow]
 RECONCILE_SECONDS = 60.0
 BACKLOG_SECONDS = 10.0  # how often the rule backlog gauges are read from the database
 HEARTBEAT_SECONDS = 5.0
@@ -129,6 +135,7 @@ class HeadwaterWorker:
         self.http = http_session(settings)  # one per worker, its connection pool shared by every rule
         self.waker = RuleWaker(client, settings.postgres_dsn)
         streams = StreamActivities(sessions)
+        audit = AuditActivities(AuditLedger(sessions))
         forwarding = ForwardingActivities(ForwardingEngine(sessions, Transformer(sessions, self.sandbox, settings),
                                                            self.http, settings, self.waker, tracer))
         self.worker = Worker(
@@ -136,7 +143,8 @@ class HeadwaterWorker:
             task_queue=settings.task_queue,
             workflows=WORKFLOWS,
             activities=[streams.claim_stream, streams.expire_stream, streams.sweep_expired_streams,
-                        forwarding.forward_batch, forwarding.replay_batch, forwarding.redrive_dead_letters],
+                        forwarding.forward_batch, forwarding.replay_batch, forwarding.redrive_dead_letters,
+                        audit.seal_audit_logs, audit.check_audit_logs],
             max_concurrent_activities=200,
         )
         self._tasks: list[asyncio.Task] = []
@@ -209,20 +217,26 @@ def build_worker(client: Client, sessions: async_sessionmaker[AsyncSession], set
 
 
 async def ensure_schedules(client: Client, settings: Settings) -> None:
-    """Create the hourly stream cleanup schedule unless it exists (harmless to repeat)."""
-    try:
-        await client.create_schedule(
-            SCHEDULE_ID,
-            Schedule(
-                action=ScheduleActionStartWorkflow(
-                    StreamCleanupWorkflow.run, StreamCleanupInput(), id=SCHEDULE_ID, task_queue=settings.task_queue
-                ),
-                spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=timedelta(hours=1))]),
-            ),
-        )
-        log.info("created schedule %s (hourly)", SCHEDULE_ID)
-    except ScheduleAlreadyRunningError:
-        pass
+    """Create the schedules unless they exist (harmless to repeat): the hourly stream cleanup,
+    the audit log's sealing and its check. A run still going when the next is due is not
+    doubled (Temporal's default overlap policy, skip)."""
+    schedules = [
+        (SCHEDULE_ID, ScheduleActionStartWorkflow(StreamCleanupWorkflow.run, StreamCleanupInput(), id=SCHEDULE_ID,
+                                                  task_queue=settings.task_queue), timedelta(hours=1)),
+        (AUDIT_SEAL, ScheduleActionStartWorkflow(AuditSealWorkflow.run, AuditSealInput(), id=AUDIT_SEAL,
+                                                 task_queue=settings.task_queue),
+         timedelta(seconds=settings.seal_interval_seconds)),
+        (AUDIT_CHECK, ScheduleActionStartWorkflow(AuditCheckWorkflow.run, AuditCheckInput(settings.audit_check_leaves),
+                                                  id=AUDIT_CHECK, task_queue=settings.task_queue),
+         timedelta(seconds=settings.audit_check_interval_seconds)),
+    ]
+    for schedule_id, action, every in schedules:
+        try:
+            await client.create_schedule(schedule_id, Schedule(
+                action=action, spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=every)])))
+            log.info("created schedule %s (every %s)", schedule_id, every)
+        except ScheduleAlreadyRunningError:
+            pass
 
 
 async def connect(settings: Settings, attempts: int = 60, runtime: Runtime | None = None,

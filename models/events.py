@@ -138,6 +138,20 @@ class EventRepository:
         return [(row.id, row.body) for row in await self.session.execute(query.order_by(Event.id).limit(limit))]
 
 
+def export_line(body: dict[str, Any]) -> bytes:
+    """An event's line in the NDJSON export, without its newline; also its leaf in the
+    workspace's audit log (audit/), so this form must never change. The canonical form: the
+    stored body (jsonb, read back by orjson) as compact JSON — keys sorted by code point at
+    every level, no whitespace, UTF-8 with only the escapes JSON requires, integers as written
+    and other numbers as the shortest text that reads back as the same double."""
+    return orjson.dumps(body, option=orjson.OPT_SORT_KEYS)
+
+
+def export_line_of(body_text: str) -> bytes:
+    """`export_line` of a body read as jsonb's text."""
+    return export_line(orjson.loads(body_text))
+
+
 # One group commit is ONE statement, so one round trip and one (implicit) transaction: the
 # events, their hourly counts, each workspace's pubsub NOTIFY with the stored ids (delivered at
 # commit), the sources' last_used_at and contract violations either all happen or none does.

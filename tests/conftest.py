@@ -102,6 +102,7 @@ def settings(database_url: str, temporal_env: WorkflowEnvironment, tmp_path_fact
         retry_base_seconds=0.2,  # forwarding retries in tenths of seconds, not seconds
         retry_max_seconds=3.0,
         forward_idle_seconds=1.0,
+        seal_interval_seconds=2.0,
     )
 
 

@@ -15,11 +15,13 @@ import pytest
 from temporalio import activity
 
 import workflows.activity_stubs as stubs
+from activities.audit import AuditActivities
 from activities.forwarding import ForwardingActivities
 from activities.streams import StreamActivities
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("web", "models", "activities", "workflows", "forwarding", "orchestration", "ingest", "devstack", "telemetry")
+PACKAGES = ("web", "models", "activities", "workflows", "forwarding", "orchestration", "ingest", "devstack", "telemetry",
+            "audit")
 MODULES = ("settings", "worker", "cli")
 IO_LIBRARIES = ("sqlalchemy", "asyncpg", "quickjs", "aiohttp", "httpx", "orjson")
 
@@ -106,11 +108,12 @@ ALLOWED = {
     "models": {"models", "settings"},
     "workflows": {"workflows"},
     "telemetry": {"telemetry", "models", "settings"},
-    "activities": {"activities", "models", "workflows", "forwarding", "telemetry", "settings"},
+    "activities": {"activities", "models", "workflows", "forwarding", "audit", "telemetry", "settings"},
     "forwarding": {"forwarding", "activities", "models", "workflows", "telemetry", "settings"},
     "orchestration": {"orchestration", "workflows", "settings"},
     "ingest": {"ingest", "models", "telemetry", "settings"},
-    "web": {"web", "ingest", "models", "activities", "forwarding", "orchestration", "workflows", "telemetry",
+    "audit": {"audit", "models", "telemetry", "settings"},
+    "web": {"web", "ingest", "models", "activities", "forwarding", "orchestration", "workflows", "audit", "telemetry",
             "settings"},
 }
 
@@ -132,7 +135,7 @@ def test_importing_the_workflows_loads_no_io_library():
 
 def real_activities() -> dict[str, typing.Callable]:
     found = {}
-    for cls in (ForwardingActivities, StreamActivities):
+    for cls in (ForwardingActivities, StreamActivities, AuditActivities):
         for _, method in inspect.getmembers(cls, inspect.isfunction):
             definition = activity._Definition.from_callable(method)
             if definition is not None:

@@ -107,6 +107,7 @@ def create_app(settings: Settings | None = None) -> Quart:
     register_idempotency(app)
 
     from web import (
+        audit,
         console,
         contracts,
         destinations,
@@ -126,7 +127,7 @@ def create_app(settings: Settings | None = None) -> Quart:
     for blueprint in (docs.blueprint, health.blueprint, workspaces.blueprint, streams.blueprint, events.blueprint, live.blueprint,
                       sources.blueprint, contracts.blueprint, transformations.blueprint, destinations.blueprint,
                       forwarding_rules.blueprint, ingest.blueprint, console.root, console.blueprint,
-                      metrics.blueprint):
+                      metrics.blueprint, audit.blueprint):
         app.register_blueprint(blueprint)
     if settings.ingest_lane:
         app.asgi_app = IngestLane(app, app.asgi_app)  # type: ignore[method-assign,assignment]

@@ -4,15 +4,17 @@ export, and the hourly volume. The live stream is in `web.live`."""
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from collections.abc import AsyncIterator
+from typing import Any, Literal
 
-import orjson
 from pydantic import BaseModel, ConfigDict, Field
 from quart import Blueprint, Response
 from quart_schema import document_querystring, document_response
 from werkzeug.routing import BaseConverter
 
-from models.events import EventFilters, EventRepository, decode_cursor
+from audit.log import AuditLedger
+from models.event_csv import csv_text
+from models.events import EventFilters, EventRepository, decode_cursor, export_line, export_line_of
 from models.volume import VolumeRepository
 from web.auth import master_key_for_workspace
 from web.errors import APIError
@@ -101,6 +103,10 @@ async def event_volume(workspace_id: uuid.UUID) -> Response:
 
 class ExportQuery(EventFilters):
     cursor: str | None = None  # the export has no page size: it streams everything that matches
+    # The first `tree_size` leaves of the audit log, in its order: what `headwater audit
+    # verify` checks against the tree head of that size. No filters with it.
+    tree_size: int | None = Field(default=None, ge=0, le=2**62)
+    format: Literal["ndjson", "csv"] = "ndjson"
 
 
 @blueprint.get("/export")
@@ -109,27 +115,58 @@ class ExportQuery(EventFilters):
 async def export_events(workspace_id: uuid.UUID) -> Response:
     """Every matching event as NDJSON (one canonical event per line), oldest first, streamed
     in keyset pages of 1,000 so memory stays flat whatever the size. Same filters as the list;
-    `cursor` resumes after the last id of an earlier export."""
+    `cursor` resumes after the last id of an earlier export. `format=csv`: the same events as
+    CSV rows, audit columns flattened (docs/observing.md)."""
     query, after = parse_event_query(ExportQuery)
-    filters = EventFilters(**query.model_dump(exclude={"limit", "cursor"}))
+    filters = EventFilters(**query.model_dump(exclude={"limit", "cursor", "tree_size", "format"}))
+    if query.tree_size is not None:
+        if filters != EventFilters() or after is not None or query.format != "ndjson":
+            raise APIError(422, "invalid_query", "tree_size exports the log's leaves in order, as NDJSON: no filters, "
+                                                 "cursor or format.")
+        return streamed(workspace_id, "ndjson",
+                        leaf_lines(AuditLedger(services().sessions), workspace_id, query.tree_size))
     sessions = services().sessions
 
     async def lines():
         cursor = after
+        if query.format == "csv":
+            yield csv_text([], header=True)
         while True:
             async with sessions() as session:
                 rows = await EventRepository(session).ascending(workspace_id, filters, EXPORT_PAGE, cursor)
             if not rows:
                 return
-            yield b"".join(orjson.dumps(body) + b"\n" for _, body in rows)
+            if query.format == "csv":
+                yield csv_text(body for _, body in rows)
+            else:
+                yield b"".join(export_line(body) + b"\n" for _, body in rows)
             if len(rows) < EXPORT_PAGE:
                 return
             cursor = rows[-1][0]
 
-    response = Response(lines(), content_type="application/x-ndjson")
+    return streamed(workspace_id, query.format, lines())
+
+
+CONTENT_TYPES = {"ndjson": "application/x-ndjson", "csv": "text/csv; charset=utf-8"}
+
+
+def streamed(workspace_id: uuid.UUID, kind: str, lines: AsyncIterator[bytes]) -> Response:
+    response = Response(lines, content_type=CONTENT_TYPES[kind])
     response.timeout = None  # as long as it takes
-    response.headers["Content-Disposition"] = f'attachment; filename="events-{workspace_id}.ndjson"'
+    response.headers["Content-Disposition"] = f'attachment; filename="events-{workspace_id}.{kind}"'
     return response
+
+
+async def leaf_lines(ledger: AuditLedger, workspace_id: uuid.UUID, tree_size: int) -> AsyncIterator[bytes]:
+    """The audit log's first `tree_size` leaves' events, in leaf order; an event no longer
+    stored has no line (and the root computed from the lines will not match)."""
+    after = -1
+    while True:
+        leaves = await ledger.leaf_events(workspace_id, tree_size, after, EXPORT_PAGE)
+        if not leaves:
+            return
+        yield b"".join(export_line_of(body) + b"\n" for _, _, body in leaves if body is not None)
+        after = leaves[-1][0]
 
 
 @blueprint.get("/<event_id:event_id>")

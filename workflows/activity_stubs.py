@@ -10,6 +10,10 @@ from typing import NoReturn
 from temporalio import activity
 
 from workflows.params import (
+    AuditCheckInput,
+    AuditCheckResult,
+    AuditSealInput,
+    AuditSealResult,
     ClaimStreamInput,
     ClaimStreamResult,
     ExpireStreamInput,
@@ -63,3 +67,15 @@ async def expire_stream(params: ExpireStreamInput) -> ExpireStreamResult:
 async def sweep_expired_streams(params: StreamCleanupInput) -> StreamCleanupResult:
     """Expire streams whose timers never ran; prune old counters and idempotency keys."""
     _stub("sweep_expired_streams")
+
+
+@activity.defn(name="seal_audit_logs")
+async def seal_audit_logs(params: AuditSealInput) -> AuditSealResult:
+    """Seal every workspace's events committed since its last seal, and sign the new heads."""
+    _stub("seal_audit_logs")
+
+
+@activity.defn(name="check_audit_logs")
+async def check_audit_logs(params: AuditCheckInput) -> AuditCheckResult:
+    """Re-hash sealed events against their leaves, from where the last check stopped."""
+    _stub("check_audit_logs")

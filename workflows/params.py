@@ -90,6 +90,28 @@ class StreamCleanupResult:
 
 
 @dataclass
+class AuditSealInput:
+    max_workspaces: int = 10_000  # per run; the rest wait for the next
+
+
+@dataclass
+class AuditSealResult:
+    workspaces: int = 0
+    leaves: int = 0
+
+
+@dataclass
+class AuditCheckInput:
+    max_leaves: int = 200_000  # re-hashed per workspace and run
+
+
+@dataclass
+class AuditCheckResult:
+    checked: int = 0
+    mismatches: int = 0
+
+
+@dataclass
 class ForwardingInput:
     rule_id: str
     workspace_id: str

@@ -1,7 +1,7 @@
 """Records the histories that tests/test_workflows.py replays: every workflow run once (or
 more) on Temporal's time-skipping test server with its activities replaced by doubles.
 
-    .venv/bin/python -m tests.histories.record
+    .venv/bin/python -m tests.histories.record [NAME ...]   (only the histories whose names start so)
 
 Record again only on purpose: a history recorded from the old code is what proves that a
 change to a workflow still replays what is running in production. Add a file when a workflow
@@ -12,6 +12,7 @@ gains a path worth keeping; a change that must break old histories needs workflo
 from __future__ import annotations
 
 import asyncio
+import sys
 import uuid
 from pathlib import Path
 
@@ -21,8 +22,14 @@ from temporalio.worker import Worker
 
 from devstack.temporal import binary
 from worker import WORKFLOWS
+from workflows.audit_check import AuditCheckWorkflow
+from workflows.audit_seal import AuditSealWorkflow
 from workflows.forwarding import ForwardingWorkflow
 from workflows.params import (
+    AuditCheckInput,
+    AuditCheckResult,
+    AuditSealInput,
+    AuditSealResult,
     BatchState,
     ClaimState,
     ClaimStreamInput,
@@ -81,7 +88,22 @@ async def sweep_expired_streams(params: StreamCleanupInput) -> StreamCleanupResu
     return StreamCleanupResult(streams_expired=2, counters_pruned=5, idempotency_keys_pruned=1)
 
 
+@activity.defn(name="seal_audit_logs")
+async def seal_audit_logs(params: AuditSealInput) -> AuditSealResult:
+    return AuditSealResult(workspaces=2, leaves=300)
+
+
+@activity.defn(name="check_audit_logs")
+async def check_audit_logs(params: AuditCheckInput) -> AuditCheckResult:
+    return AuditCheckResult(checked=1000, mismatches=1)
+
+
+ONLY = tuple(sys.argv[1:])
+
+
 async def record(env: WorkflowEnvironment, name: str, run, params) -> None:
+    if ONLY and not name.startswith(ONLY):
+        return
     handle = await env.client.start_workflow(run, params, id=f"{name}-{uuid.uuid4()}", task_queue="record")
     await handle.result()
     history = await handle.fetch_history()
@@ -94,7 +116,7 @@ async def main() -> None:
     try:
         async with Worker(env.client, task_queue="record", workflows=WORKFLOWS,
                           activities=[forward_batch, replay_batch, redrive_dead_letters, claim_stream, expire_stream,
-                                      sweep_expired_streams]):
+                                      sweep_expired_streams, seal_audit_logs, check_audit_logs]):
             ok = ForwardBatchResult(state=BatchState.OK, delivered=10, cursor="5:evt_a")
             forward_answers[:] = [ForwardBatchResult(state=BatchState.OK, delivered=1000, more=True), ok,
                                   ForwardBatchResult(state=BatchState.HELD, hold_seconds=30, last_error="HTTP 503",
@@ -122,6 +144,8 @@ async def main() -> None:
             await record(env, "StreamExpiryWorkflow--expired", StreamExpiryWorkflow.run,
                          StreamExpiryInput(token=str(uuid.uuid4()), expires_at="2026-12-10T00:00:00+00:00"))
             await record(env, "StreamCleanupWorkflow--one-round", StreamCleanupWorkflow.run, StreamCleanupInput())
+            await record(env, "AuditSealWorkflow--sealed", AuditSealWorkflow.run, AuditSealInput())
+            await record(env, "AuditCheckWorkflow--found-one", AuditCheckWorkflow.run, AuditCheckInput())
     finally:
         await env.shutdown()
 

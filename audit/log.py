@@ -1,0 +1,275 @@
+"""AuditLedger: sealing (events committed since the last seal become leaves, then a signed tree
+head), proofs (inclusion and consistency, from stored complete subtrees), and the check that
+re-hashes stored events against their sealed leaves.
+
+Sealing reads in commit order — (commit_xid, id), below the horizon under which every
+transaction has finished, as forwarding reads — so a leaf's place never changes once sealed:
+an event committed later always lands after it. Each seal is one transaction holding the
+workspace's log row, so two sealers (two workers) take turns rather than interleave.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from audit import merkle, signing
+from models.audit import (
+    CHUNK_LEAVES,
+    CHUNK_LEVEL,
+    HASH_BYTES,
+    AuditChunk,
+    AuditLog,
+    AuditNode,
+    AuditRepository,
+    AuditTreeHead,
+)
+from models.events import export_line_of
+from models.forwarding import ForwardingRepository
+from telemetry import metrics
+
+log = logging.getLogger("headwater.audit")
+
+SEAL_BATCH = 50_000  # leaves per seal transaction; a larger backlog takes several
+
+
+class NotSealed(Exception):
+    """The event is not (yet) a leaf of the log, or not of a tree that small."""
+
+
+class BadTreeSize(Exception):
+    pass
+
+
+@dataclass
+class Proof:
+    leaf_index: int
+    tree_size: int
+    audit_path: list[bytes]
+
+
+@dataclass
+class CheckReport:
+    checked: int = 0
+    found: list[tuple[int, str, str]] = field(default_factory=list)  # (leaf index, event id, kind)
+
+
+def split_hashes(packed: bytes) -> list[bytes]:
+    return [packed[i:i + HASH_BYTES] for i in range(0, len(packed), HASH_BYTES)]
+
+
+def head_json(workspace_id: uuid.UUID, head: AuditTreeHead) -> dict[str, Any]:
+    return {**signing.tree_head(str(workspace_id), head.tree_size, head.root_hash, head.timestamp),
+            "signature": signing.b64(head.signature)}
+
+
+class AuditLedger:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self.sessions = sessions
+
+    # --- the log and its key ----------------------------------------------------------------
+
+    async def _log(self, repository: AuditRepository, workspace_id: uuid.UUID, *, for_update: bool = False) -> AuditLog:
+        """The workspace's log, made (with its key pair and the empty tree's head) on first use."""
+        found = await repository.log(workspace_id, for_update=for_update)
+        if found is not None:
+            return found
+        public, private = signing.new_key_pair()
+        await repository.create_log(workspace_id, public, private)
+        made = await repository.log(workspace_id, for_update=for_update)
+        assert made is not None
+        if await repository.tree_head(workspace_id, 0) is None:
+            await self._sign(repository.session, made, merkle.EMPTY_ROOT)
+        return made
+
+    async def public_key(self, workspace_id: uuid.UUID) -> bytes:
+        async with self.sessions() as session, session.begin():
+            return (await self._log(AuditRepository(session), workspace_id)).public_key
+
+    async def _sign(self, session: AsyncSession, audit_log: AuditLog, root: bytes) -> None:
+        timestamp = signing.now_timestamp()
+        head = signing.tree_head(str(audit_log.workspace_id), audit_log.tree_size, root, timestamp)
+        await session.execute(insert(AuditTreeHead).values(
+            workspace_id=audit_log.workspace_id, tree_size=audit_log.tree_size, root_hash=root, timestamp=timestamp,
+            signature=signing.sign(audit_log.private_key, head)).on_conflict_do_nothing())
+
+    # --- sealing ----------------------------------------------------------------------------
+
+    async def seal_all(self, max_workspaces: int) -> tuple[int, int]:
+        """Seal every workspace with unsealed events (up to `max_workspaces`): (workspaces,
+        leaves added)."""
+        async with self.sessions() as session:
+            repository = AuditRepository(session)
+            horizon = await ForwardingRepository(session).horizon()
+            workspaces = await repository.workspaces_to_seal(horizon, max_workspaces)
+        leaves = 0
+        for workspace_id in workspaces:
+            while (added := await self.seal(workspace_id)) == SEAL_BATCH:
+                leaves += added
+            leaves += added
+        return len(workspaces), leaves
+
+    async def seal(self, workspace_id: uuid.UUID) -> int:
+        """One seal: up to SEAL_BATCH events committed since the last become leaves, and the
+        new tree's head is signed; how many leaves were added."""
+        async with self.sessions() as session, session.begin():
+            repository = AuditRepository(session)
+            audit_log = await self._log(repository, workspace_id, for_update=True)
+            horizon = await ForwardingRepository(session).horizon()
+            rows = await repository.unsealed(audit_log, horizon, SEAL_BATCH)
+            if not rows:
+                return 0
+            frontier = merkle.Frontier(audit_log.tree_size, split_hashes(audit_log.frontier))
+            chunk_index, offset = divmod(audit_log.tree_size, CHUNK_LEAVES)
+            partial = await repository.chunk(workspace_id, chunk_index) if offset else None
+            hashes = bytearray(partial.leaf_hashes if partial else b"")
+            ids = list(partial.event_ids if partial else [])
+            chunks: list[dict[str, Any]] = []
+            for row in rows:
+                leaf = merkle.leaf_hash(export_line_of(row.body_text))
+                frontier.append(leaf, keep_from_level=CHUNK_LEVEL)
+                hashes += leaf
+                ids.append(row.id)
+                if len(ids) == CHUNK_LEAVES or row is rows[-1]:
+                    chunks.append({"workspace_id": workspace_id, "chunk_index": chunk_index,
+                                   "leaf_hashes": bytes(hashes), "event_ids": ids, "last_xid": row.commit_xid,
+                                   "last_id": row.id})
+                    if len(ids) == CHUNK_LEAVES:
+                        chunk_index, hashes, ids = chunk_index + 1, bytearray(), []
+            upsert = insert(AuditChunk).values(chunks)
+            await session.execute(upsert.on_conflict_do_update(
+                index_elements=["workspace_id", "chunk_index"],
+                set_={name: upsert.excluded[name] for name in ("leaf_hashes", "event_ids", "last_xid", "last_id")}))
+            if frontier.completed:
+                await session.execute(insert(AuditNode).values([
+                    {"workspace_id": workspace_id, "level": level, "index": index, "hash": value}
+                    for level, index, value in frontier.completed]).on_conflict_do_nothing())
+            audit_log.tree_size = frontier.size
+            audit_log.frontier = b"".join(frontier.hashes)
+            audit_log.sealed_xid, audit_log.sealed_id = rows[-1].commit_xid, rows[-1].id
+            audit_log.sealed_at = datetime.now(UTC)
+            await self._sign(session, audit_log, frontier.root())
+        return len(rows)
+
+    # --- reading: heads and proofs -----------------------------------------------------------
+
+    async def tree_head(self, workspace_id: uuid.UUID, tree_size: int | None = None) -> dict[str, Any] | None:
+        async with self.sessions() as session, session.begin():
+            repository = AuditRepository(session)
+            await self._log(repository, workspace_id)
+            head = await repository.tree_head(workspace_id, tree_size)
+        return head_json(workspace_id, head) if head is not None else None
+
+    async def _size(self, repository: AuditRepository, workspace_id: uuid.UUID, tree_size: int | None) -> int:
+        current = (await self._log(repository, workspace_id)).tree_size
+        if tree_size is None:
+            return current
+        if not 0 <= tree_size <= current:
+            raise BadTreeSize(f"tree_size must be between 0 and the log's size, {current}")
+        return tree_size
+
+    async def _hashes(self, repository: AuditRepository, workspace_id: uuid.UUID,
+                      ranges: list[tuple[int, int]]) -> list[bytes]:
+        """The hash of each range, from the stored complete subtrees (fetched at once)."""
+        wanted = merkle.needed(ranges)
+        nodes = await repository.nodes(workspace_id, {key for key in wanted if key[0] >= CHUNK_LEVEL})
+        chunks = await repository.chunks(workspace_id, sorted({(index << level) >> CHUNK_LEVEL
+                                                               for level, index in wanted if level < CHUNK_LEVEL}))
+
+        def subtree(level: int, index: int) -> bytes:
+            if level >= CHUNK_LEVEL:
+                return nodes[(level, index)]
+            first = index << level
+            leaves = chunks[first >> CHUNK_LEVEL].leaf_hashes
+            start = (first % CHUNK_LEAVES) * HASH_BYTES
+            return merkle.root_of(split_hashes(leaves[start:start + (HASH_BYTES << level)]))
+
+        return [merkle.range_hash(a, b, subtree) for a, b in ranges]
+
+    async def proof(self, workspace_id: uuid.UUID, event_id: str, tree_size: int | None) -> Proof:
+        async with self.sessions() as session, session.begin():
+            repository = AuditRepository(session)
+            size = await self._size(repository, workspace_id, tree_size)
+            leaf_index = await repository.leaf_of(workspace_id, event_id)
+            if leaf_index is None:
+                raise NotSealed("The event is not sealed into the audit log yet (or there is no such event).")
+            if leaf_index >= size:
+                raise NotSealed(f"The event is leaf {leaf_index}: not in a tree of {size} leaves.")
+            path = await self._hashes(repository, workspace_id, merkle.audit_path_ranges(leaf_index, size))
+        return Proof(leaf_index, size, path)
+
+    async def consistency(self, workspace_id: uuid.UUID, first: int, second: int) -> list[bytes]:
+        async with self.sessions() as session, session.begin():
+            repository = AuditRepository(session)
+            second = await self._size(repository, workspace_id, second)
+            if not 0 <= first <= second:
+                raise BadTreeSize("first must be between 0 and second")
+            return await self._hashes(repository, workspace_id, merkle.consistency_ranges(first, second))
+
+    async def leaf_events(self, workspace_id: uuid.UUID, tree_size: int, after: int,
+                          limit: int) -> list[tuple[int, str, str | None]]:
+        """Leaves after `after` (exclusive) and below `tree_size`: (index, event id, stored
+        body text or None when the event is gone), in leaf order."""
+        async with self.sessions() as session:
+            repository = AuditRepository(session)
+            first = after + 1
+            chunks = await repository.chunks_from(workspace_id, first // CHUNK_LEAVES, -(-limit // CHUNK_LEAVES) + 1)
+            leaves = [(chunk.chunk_index * CHUNK_LEAVES + offset, event_id)
+                      for chunk in chunks for offset, event_id in enumerate(chunk.event_ids)]
+            leaves = [(index, event_id) for index, event_id in leaves if first <= index < tree_size][:limit]
+            bodies = await repository.bodies(workspace_id, [event_id for _, event_id in leaves])
+        return [(index, event_id, bodies.get(event_id)) for index, event_id in leaves]
+
+    # --- the check -------------------------------------------------------------------------
+
+    async def check(self, workspace_id: uuid.UUID, limit: int) -> CheckReport:
+        """Re-hash up to `limit` sealed leaves from where the last check stopped (starting over
+        after the last), record what differs, and move on."""
+        report = CheckReport()
+        async with self.sessions() as session, session.begin():
+            repository = AuditRepository(session)
+            audit_log = await self._log(repository, workspace_id)  # no lock: sealing goes on meanwhile
+            start = audit_log.checked_leaves if audit_log.checked_leaves < audit_log.tree_size else 0
+            end = min(start + limit, audit_log.tree_size)
+            chunks = await repository.chunks_from(workspace_id, start // CHUNK_LEAVES,
+                                                  -(-end // CHUNK_LEAVES) - start // CHUNK_LEAVES)
+            for chunk in chunks:
+                first = chunk.chunk_index * CHUNK_LEAVES
+                wanted = [(first + i, event_id) for i, event_id in enumerate(chunk.event_ids) if start <= first + i < end]
+                bodies = await repository.bodies(workspace_id, [event_id for _, event_id in wanted])
+                leaves = split_hashes(chunk.leaf_hashes)
+                for index, event_id in wanted:
+                    body = bodies.get(event_id)
+                    if body is None:
+                        report.found.append((index, event_id, "missing"))
+                    elif merkle.leaf_hash(export_line_of(body)) != leaves[index - first]:
+                        report.found.append((index, event_id, "altered"))
+                report.checked += len(wanted)
+            new = await repository.record_mismatches(workspace_id, report.found)
+            audit_log.checked_leaves = end
+            audit_log.checked_at = datetime.now(UTC)
+            if end >= audit_log.tree_size:
+                audit_log.check_passes += 1
+        for index, event_id, kind in report.found:
+            if index not in new:
+                continue  # found by an earlier pass: reported then
+            log.warning("audit check: workspace %s, leaf %d (event %s) %s since it was sealed", workspace_id, index,
+                        event_id, "was altered" if kind == "altered" else "is missing")
+        metrics.count_audit_mismatches(len(new))
+        return report
+
+    async def check_all(self, limit: int) -> CheckReport:
+        async with self.sessions() as session:
+            workspaces = await AuditRepository(session).logs_to_check()
+        total = CheckReport()
+        for workspace_id in workspaces:
+            report = await self.check(workspace_id, limit)
+            total.checked += report.checked
+            total.found += report.found
+        return total

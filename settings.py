@@ -6,6 +6,7 @@ No other module reads ``os.environ``; everything takes a ``Settings`` (or the va
 from __future__ import annotations
 
 import ipaddress
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
@@ -101,6 +102,10 @@ class Settings(BaseSettings):
     audit_check_interval_seconds: float = Field(default=300.0, ge=1)
     audit_check_leaves: int = Field(default=200_000, ge=1)
 
+    # The customer viewer (/viewer): the origins allowed to embed it in a frame (CSP
+    # frame-ancestors, comma-separated, e.g. `https://app.example.com`); none: not embeddable.
+    viewer_frame_ancestors: Annotated[list[str], NoDecode] = Field(default_factory=list)
+
     # The console (/console/). Sign-up is closed unless "open"; an operator can always sign a
     # workspace up with the admin token. Sessions last this long (a revoked key ends them at once).
     signup: Literal["closed", "open"] = "closed"
@@ -108,7 +113,7 @@ class Settings(BaseSettings):
     console_session_hours: float = Field(default=12.0, gt=0)
     temporal_ui_url: str | None = None  # links rules to their workflow in the Temporal UI
 
-    @field_validator("trusted_proxies", "cors_origins", mode="before")
+    @field_validator("trusted_proxies", "cors_origins", "viewer_frame_ancestors", mode="before")
     @classmethod
     def _split_list(cls, value: object) -> object:
         if isinstance(value, str):
@@ -120,6 +125,14 @@ class Settings(BaseSettings):
     def _check_proxies(cls, value: list[str]) -> list[str]:
         for network in value:
             ipaddress.ip_network(network, strict=False)
+        return value
+
+    @field_validator("viewer_frame_ancestors")
+    @classmethod
+    def _check_frame_ancestors(cls, value: list[str]) -> list[str]:
+        for source in value:  # goes into a header: only what a CSP source may be
+            if not re.fullmatch(r"'self'|https?://(\*\.)?[A-Za-z0-9.-]+(:\d{1,5})?", source):
+                raise ValueError(f"not an origin for frame-ancestors: {source!r} (e.g. https://app.example.com)")
         return value
 
     @property

@@ -55,6 +55,10 @@ class Event(Base):
     __table_args__ = (
         Index("ix_events_workspace_id_id", "workspace_id", "id"),
         Index("ix_events_workspace_id_commit_xid_id", "workspace_id", "commit_xid", "id"),
+        # One tenant's audit events, newest first: the customer viewer (web/viewer.py). Partial,
+        # so events without a tenant (everything but audit events) cost ingest nothing here.
+        Index("ix_events_workspace_id_tenant_id_id", "workspace_id", "tenant_id", "id",
+              postgresql_where=text("tenant_id IS NOT NULL")),
         # Dedup of Segment messageIds, per workspace (kept as long as the event is).
         Index("uq_events_workspace_id_message_id", "workspace_id", "message_id", unique=True,
               postgresql_where=text("message_id IS NOT NULL")),
@@ -106,8 +110,18 @@ class EventRepository:
             )
         ).first()
 
-    def _filtered(self, workspace_id: uuid.UUID, filters: EventFilters):
+    async def find(self, workspace_id: uuid.UUID, filters: EventFilters, event_id: str) -> dict[str, Any] | None:
+        """The event, if it matches `filters` too."""
+        row = (await self.session.execute(self._filtered(workspace_id, filters).where(Event.id == event_id))).first()
+        return row.body if row is not None else None
+
+    def _filtered(self, workspace_id: uuid.UUID, filters: EventFilters, containing: str | None = None):
+        """The filters' query; `containing`: only events whose JSON has that text, any case
+        (a scan: used only where the filters already narrow it, the viewer's one tenant)."""
         query = select(Event.id, Event.body).where(Event.workspace_id == workspace_id)
+        if containing:
+            escaped = containing.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            query = query.where(Event.body.cast(Text).ilike(f"%{escaped}%"))
         for column in EQUALITY_FILTERS:
             value = getattr(filters, column)
             if value is not None:
@@ -119,10 +133,11 @@ class EventRepository:
         return query
 
     async def page(
-        self, workspace_id: uuid.UUID, filters: EventFilters, limit: int, before_id: str | None
+        self, workspace_id: uuid.UUID, filters: EventFilters, limit: int, before_id: str | None,
+        containing: str | None = None,
     ) -> tuple[list[dict[str, Any]], str | None]:
         """Newest first; returns the page and the cursor for the next one (None at the end)."""
-        query = self._filtered(workspace_id, filters)
+        query = self._filtered(workspace_id, filters, containing)
         if before_id is not None:
             query = query.where(Event.id < before_id)
         rows = (await self.session.execute(query.order_by(Event.id.desc()).limit(limit + 1))).all()
@@ -130,9 +145,9 @@ class EventRepository:
         return [row.body for row in page], next_cursor
 
     async def ascending(self, workspace_id: uuid.UUID, filters: EventFilters, limit: int,
-                        after_id: str | None) -> list[tuple[str, dict[str, Any]]]:
+                        after_id: str | None, containing: str | None = None) -> list[tuple[str, dict[str, Any]]]:
         """Oldest first, after `after_id`: (id, body) pairs, for the export."""
-        query = self._filtered(workspace_id, filters)
+        query = self._filtered(workspace_id, filters, containing)
         if after_id is not None:
             query = query.where(Event.id > after_id)
         return [(row.id, row.body) for row in await self.session.execute(query.order_by(Event.id).limit(limit))]

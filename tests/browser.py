@@ -9,9 +9,13 @@ names fails the test when it ends.
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
+from functools import partial
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import ClassVar
 from urllib.parse import urlsplit
 
 import pytest
@@ -121,3 +125,28 @@ async def open_page(browser):
 def screenshot_dir(root: Path) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     return root
+
+
+class Site:
+    """Another origin: a static HTTP server on 127.0.0.1 for the test pages."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        handler = partial(_QuietHandler, directory=str(root))
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.origin = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def page(self, name: str, body: str) -> str:
+        (self.root / name).write_text(f"<!doctype html><meta charset=utf-8><title>{name}</title>{body}")
+        return f"{self.origin}/{name}"
+
+    def close(self) -> None:
+        self.server.shutdown()
+
+
+class _QuietHandler(SimpleHTTPRequestHandler):
+    extensions_map: ClassVar = {**SimpleHTTPRequestHandler.extensions_map, ".js": "text/javascript", ".mjs": "text/javascript"}
+
+    def log_message(self, *args) -> None:
+        pass

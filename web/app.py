@@ -52,6 +52,7 @@ def create_app(settings: Settings | None = None) -> Quart:
         security_schemes={
             "masterKey": {"type": "http", "scheme": "bearer", "bearer_format": "mk_..."},
             "operatorToken": {"type": "http", "scheme": "bearer", "bearer_format": "HEADWATER_ADMIN_TOKEN"},
+            "viewerToken": {"type": "http", "scheme": "bearer", "bearer_format": "vt_... (POST .../viewer-tokens)"},
         },
         redoc_ui_path=None,
         scalar_ui_path=None,
@@ -121,13 +122,14 @@ def create_app(settings: Settings | None = None) -> Quart:
         sources,
         streams,
         transformations,
+        viewer,
         workspaces,
     )
 
     for blueprint in (docs.blueprint, health.blueprint, workspaces.blueprint, streams.blueprint, events.blueprint, live.blueprint,
                       sources.blueprint, contracts.blueprint, transformations.blueprint, destinations.blueprint,
                       forwarding_rules.blueprint, ingest.blueprint, console.root, console.blueprint,
-                      metrics.blueprint, audit.blueprint):
+                      metrics.blueprint, audit.blueprint, viewer.tokens, viewer.api, viewer.page):
         app.register_blueprint(blueprint)
     if settings.ingest_lane:
         app.asgi_app = IngestLane(app, app.asgi_app)  # type: ignore[method-assign,assignment]

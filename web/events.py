@@ -123,7 +123,7 @@ async def export_events(workspace_id: uuid.UUID) -> Response:
         if filters != EventFilters() or after is not None or query.format != "ndjson":
             raise APIError(422, "invalid_query", "tree_size exports the log's leaves in order, as NDJSON: no filters, "
                                                  "cursor or format.")
-        return streamed(workspace_id, "ndjson",
+        return streamed(f"events-{workspace_id}", "ndjson",
                         leaf_lines(AuditLedger(services().sessions), workspace_id, query.tree_size))
     sessions = services().sessions
 
@@ -144,16 +144,17 @@ async def export_events(workspace_id: uuid.UUID) -> Response:
                 return
             cursor = rows[-1][0]
 
-    return streamed(workspace_id, query.format, lines())
+    return streamed(f"events-{workspace_id}", query.format, lines())
 
 
 CONTENT_TYPES = {"ndjson": "application/x-ndjson", "csv": "text/csv; charset=utf-8"}
 
 
-def streamed(workspace_id: uuid.UUID, kind: str, lines: AsyncIterator[bytes]) -> Response:
+def streamed(stem: str, kind: str, lines: AsyncIterator[bytes]) -> Response:
+    """A download, streamed: `stem.kind`."""
     response = Response(lines, content_type=CONTENT_TYPES[kind])
     response.timeout = None  # as long as it takes
-    response.headers["Content-Disposition"] = f'attachment; filename="events-{workspace_id}.{kind}"'
+    response.headers["Content-Disposition"] = f'attachment; filename="{stem}.{kind}"'
     return response
 
 

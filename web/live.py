@@ -5,22 +5,19 @@ hub that feeds every client of the process is web.live_hub.
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
 import logging
 import time
 import uuid
 from datetime import UTC, datetime
 
 import asyncpg
-import orjson
 from pydantic import BaseModel, ConfigDict
 from quart import Blueprint, Response, g
 from quart_schema import document_querystring, document_response
 
 from models.timestamps import iso
 from models.workspaces import MasterKey
+from web import key_tokens
 from web.auth import authenticate_master_key, master_key_for_workspace, parse_uuid, workspace_not_found
 from web.errors import APIError
 from web.jsonio import parse_query
@@ -37,39 +34,14 @@ TOKEN_PREFIX = "lt_"
 
 # --- tokens ----------------------------------------------------------------------------------
 
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).decode().rstrip("=")
-
-
-def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-
-
 def sign_live_token(key: MasterKey, expires: int) -> str:
-    """`lt_<payload>.<signature>`: the workspace, the master key and the expiry, signed with
-    HMAC-SHA256 keyed by the master key's stored hash. Revoking the key voids its tokens."""
-    payload = _b64(orjson.dumps({"w": str(key.workspace_id), "k": str(key.id), "e": expires}))
-    signature = hmac.new(key.key_hash.encode(), payload.encode(), hashlib.sha256).digest()
-    return f"{TOKEN_PREFIX}{payload}.{_b64(signature)}"
+    """`lt_…`: the workspace, the master key and the expiry (web/key_tokens.py)."""
+    return key_tokens.sign(TOKEN_PREFIX, key, expires)
 
 
 async def verify_live_token(token: str, workspace_id: uuid.UUID) -> None:
     invalid = APIError(401, "invalid_token", "The live token is not valid or has expired; ask for a new one.")
-    try:
-        payload, signature = token.removeprefix(TOKEN_PREFIX).split(".")
-        claims = orjson.loads(_unb64(payload))
-        key_id, expires = uuid.UUID(claims["k"]), int(claims["e"])
-        claimed_workspace = uuid.UUID(claims["w"])
-    except (ValueError, KeyError, TypeError, orjson.JSONDecodeError):
-        raise invalid from None
-    if not token.startswith(TOKEN_PREFIX) or expires < time.time() or claimed_workspace != workspace_id:
-        raise invalid
-    async with services().transaction() as session:
-        key = await session.get(MasterKey, key_id)
-    if key is None or key.revoked_at is not None or key.workspace_id != workspace_id:
-        raise invalid
-    expected = hmac.new(key.key_hash.encode(), payload.encode(), hashlib.sha256).digest()
-    if not hmac.compare_digest(expected, _unb64(signature)):
+    if (await key_tokens.verify(TOKEN_PREFIX, token, invalid))["w"] != workspace_id:
         raise invalid
 
 

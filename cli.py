@@ -6,7 +6,8 @@ checking an audit log.
     headwater keys create WORKSPACE_ID [--name NAME]
     headwater keys list WORKSPACE_ID
     headwater keys revoke WORKSPACE_ID KEY_ID
-    headwater audit verify EXPORT --tree-head HEAD --public-key KEY [--older OLD --consistency PROOF]
+    headwater audit verify EXPORT --tree-head HEAD --public-key KEY [--removed REMOVED]
+                           [--older OLD --consistency PROOF]
 
 The first five talk to Postgres directly (DATABASE_URL, or the local stack's while `make run`
 runs); `audit verify` reads only the files it is given.
@@ -141,7 +142,8 @@ async def _audit_verify(settings: Settings, args: argparse.Namespace) -> None:
         raise SystemExit(f"cannot read {args.export}: {exc}") from None
     if lines and lines[-1] == b"":
         lines.pop()  # the last line's newline
-    problems = export_problems(lines, head, public_key)
+    removed = _load_json(args.removed)["ranges"] if args.removed is not None else None
+    problems = export_problems(lines, head, public_key, removed)
     if args.older is not None:
         if args.consistency is None:
             raise SystemExit("--older needs --consistency (GET .../audit/consistency?first=OLD&second=NEW)")
@@ -186,6 +188,8 @@ def parser() -> argparse.ArgumentParser:
     verify.add_argument("export", type=Path, help="GET .../events/export?tree_size=N, saved")
     verify.add_argument("--tree-head", type=Path, required=True, help="GET .../audit/tree-head?tree_size=N, saved")
     verify.add_argument("--public-key", type=Path, required=True, help="GET .../audit/public-key, saved")
+    verify.add_argument("--removed", type=Path,
+                        help="GET .../audit/removed?tree_size=N, saved: the leaves retention removed")
     verify.add_argument("--older", type=Path, help="an older tree head, saved, to check for consistency")
     verify.add_argument("--consistency", type=Path, help="GET .../audit/consistency?first=OLD&second=N, saved")
     verify.set_defaults(run=_audit_verify)

@@ -34,6 +34,7 @@ from activities.sandbox_process import SandboxProcess
 from activities.streams import StreamActivities
 from activities.transformations import Transformer
 from audit.log import AuditLedger
+from audit.retention import Retention
 from devstack.processes import free_port
 from forwarding.delivery import http_session
 from forwarding.engine import ForwardingEngine
@@ -48,9 +49,11 @@ from workflows.audit_check import AuditCheckWorkflow
 from workflows.audit_seal import SCHEDULE_ID as AUDIT_SEAL
 from workflows.audit_seal import AuditSealWorkflow
 from workflows.forwarding import ForwardingWorkflow
-from workflows.params import AuditCheckInput, AuditSealInput, StreamCleanupInput
+from workflows.params import AuditCheckInput, AuditSealInput, RetentionInput, StreamCleanupInput
 from workflows.redrive import RedriveWorkflow
 from workflows.replay import ReplayWorkflow
+from workflows.retention import SCHEDULE_ID as RETENTION
+from workflows.retention import RetentionWorkflow
 from workflows.stream_claim import StreamClaimWorkflow
 from workflows.stream_cleanup import SCHEDULE_ID, StreamCleanupWorkflow
 from workflows.stream_expiry import StreamExpiryWorkflow
@@ -58,7 +61,7 @@ from workflows.stream_expiry import StreamExpiryWorkflow
 log = logging.getLogger("headwater.worker")
 
 WORKFLOWS = [StreamClaimWorkflow, StreamExpiryWorkflow, StreamCleanupWorkflow, ForwardingWorkflow, ReplayWorkflow,
-             RedriveWorkflow, AuditSealWorkflow, AuditCheckWorkflow]
+             RedriveWorkflow, AuditSealWorkflow, AuditCheckWorkflow, RetentionWorkflow]
 RECONCILE_SECONDS = 60.0
 BACKLOG_SECONDS = 10.0  # how often the rule backlog gauges are read from the database
 HEARTBEAT_SECONDS = 5.0
@@ -135,7 +138,7 @@ class HeadwaterWorker:
         self.http = http_session(settings)  # one per worker, its connection pool shared by every rule
         self.waker = RuleWaker(client, settings.postgres_dsn)
         streams = StreamActivities(sessions)
-        audit = AuditActivities(AuditLedger(sessions))
+        audit = AuditActivities(AuditLedger(sessions), Retention(sessions))
         forwarding = ForwardingActivities(ForwardingEngine(sessions, Transformer(sessions, self.sandbox, settings),
                                                            self.http, settings, self.waker, tracer))
         self.worker = Worker(
@@ -144,7 +147,7 @@ class HeadwaterWorker:
             workflows=WORKFLOWS,
             activities=[streams.claim_stream, streams.expire_stream, streams.sweep_expired_streams,
                         forwarding.forward_batch, forwarding.replay_batch, forwarding.redrive_dead_letters,
-                        audit.seal_audit_logs, audit.check_audit_logs],
+                        audit.seal_audit_logs, audit.check_audit_logs, audit.apply_retention],
             max_concurrent_activities=200,
         )
         self._tasks: list[asyncio.Task] = []
@@ -218,7 +221,7 @@ def build_worker(client: Client, sessions: async_sessionmaker[AsyncSession], set
 
 async def ensure_schedules(client: Client, settings: Settings) -> None:
     """Create the schedules unless they exist (harmless to repeat): the hourly stream cleanup,
-    the audit log's sealing and its check. A run still going when the next is due is not
+    the audit log's sealing and its check, the hourly retention. A run still going when the next is due is not
     doubled (Temporal's default overlap policy, skip)."""
     schedules = [
         (SCHEDULE_ID, ScheduleActionStartWorkflow(StreamCleanupWorkflow.run, StreamCleanupInput(), id=SCHEDULE_ID,
@@ -229,6 +232,8 @@ async def ensure_schedules(client: Client, settings: Settings) -> None:
         (AUDIT_CHECK, ScheduleActionStartWorkflow(AuditCheckWorkflow.run, AuditCheckInput(settings.audit_check_leaves),
                                                   id=AUDIT_CHECK, task_queue=settings.task_queue),
          timedelta(seconds=settings.audit_check_interval_seconds)),
+        (RETENTION, ScheduleActionStartWorkflow(RetentionWorkflow.run, RetentionInput(), id=RETENTION,
+                                                task_queue=settings.task_queue), timedelta(hours=1)),
     ]
     for schedule_id, action, every in schedules:
         try:

@@ -10,8 +10,10 @@ workspace's log row, so two sealers (two workers) take turns rather than interle
 
 from __future__ import annotations
 
+import bisect
 import logging
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -27,6 +29,7 @@ from models.audit import (
     AuditChunk,
     AuditLog,
     AuditNode,
+    AuditRemoval,
     AuditRepository,
     AuditTreeHead,
 )
@@ -58,6 +61,18 @@ class Proof:
 class CheckReport:
     checked: int = 0
     found: list[tuple[int, str, str]] = field(default_factory=list)  # (leaf index, event id, kind)
+
+
+class Removed:
+    """Membership in a workspace's removed leaf ranges (sorted, from audit_removals)."""
+
+    def __init__(self, removals: list[AuditRemoval]) -> None:
+        self.firsts = [r.first_leaf for r in removals]
+        self.lasts = [r.last_leaf for r in removals]
+
+    def __contains__(self, leaf: int) -> bool:
+        at = bisect.bisect_right(self.firsts, leaf) - 1
+        return at >= 0 and leaf <= self.lasts[at]
 
 
 def split_hashes(packed: bytes) -> list[bytes]:
@@ -177,7 +192,13 @@ class AuditLedger:
     async def _hashes(self, repository: AuditRepository, workspace_id: uuid.UUID,
                       ranges: list[tuple[int, int]]) -> list[bytes]:
         """The hash of each range, from the stored complete subtrees (fetched at once)."""
-        wanted = merkle.needed(ranges)
+        subtree = await self._subtrees(repository, workspace_id, merkle.needed(ranges))
+        return [merkle.range_hash(a, b, subtree) for a, b in ranges]
+
+    async def _subtrees(self, repository: AuditRepository, workspace_id: uuid.UUID,
+                        wanted: set[merkle.Subtree]) -> Callable[[int, int], bytes]:
+        """`subtree(level, index)` for the wanted complete subtrees: nodes read at once, and
+        the ones below a chunk computed from its leaf hashes."""
         nodes = await repository.nodes(workspace_id, {key for key in wanted if key[0] >= CHUNK_LEVEL})
         chunks = await repository.chunks(workspace_id, sorted({(index << level) >> CHUNK_LEVEL
                                                                for level, index in wanted if level < CHUNK_LEVEL}))
@@ -190,7 +211,23 @@ class AuditLedger:
             start = (first % CHUNK_LEAVES) * HASH_BYTES
             return merkle.root_of(split_hashes(leaves[start:start + (HASH_BYTES << level)]))
 
-        return [merkle.range_hash(a, b, subtree) for a, b in ranges]
+        return subtree
+
+    async def removed(self, workspace_id: uuid.UUID, tree_size: int | None) -> tuple[int, list[dict[str, Any]]]:
+        """The leaves below `tree_size` whose events retention deleted, as ranges, each with
+        the aligned subtrees that stand in for its leaves when a tree is rebuilt from an
+        export (`audit verify --removed`)."""
+        async with self.sessions() as session, session.begin():
+            repository = AuditRepository(session)
+            size = await self._size(repository, workspace_id, tree_size)
+            ranges = [(r.first_leaf, min(r.last_leaf, size - 1), r.removed_at)
+                      for r in await repository.removals(workspace_id, below=size)]
+            blocks = {(first, last): merkle.aligned_blocks(first, last + 1) for first, last, _ in ranges}
+            subtree = await self._subtrees(repository, workspace_id, {b for bs in blocks.values() for b in bs})
+        return size, [{"first_leaf": first, "last_leaf": last, "removed_at": removed_at,
+                       "subtrees": [{"level": level, "index": index, "hash": subtree(level, index)}
+                                    for level, index in blocks[(first, last)]]}
+                      for first, last, removed_at in ranges]
 
     async def proof(self, workspace_id: uuid.UUID, event_id: str, tree_size: int | None) -> Proof:
         async with self.sessions() as session, session.begin():
@@ -235,6 +272,7 @@ class AuditLedger:
         async with self.sessions() as session, session.begin():
             repository = AuditRepository(session)
             audit_log = await self._log(repository, workspace_id)  # no lock: sealing goes on meanwhile
+            removed = Removed(await repository.removals(workspace_id))
             start = audit_log.checked_leaves if audit_log.checked_leaves < audit_log.tree_size else 0
             end = min(start + limit, audit_log.tree_size)
             chunks = await repository.chunks_from(workspace_id, start // CHUNK_LEAVES,
@@ -246,6 +284,8 @@ class AuditLedger:
                 leaves = split_hashes(chunk.leaf_hashes)
                 for index, event_id in wanted:
                     body = bodies.get(event_id)
+                    if body is None and index in removed:
+                        continue  # deleted by retention, as recorded: its hash stays in the tree
                     if body is None:
                         report.found.append((index, event_id, "missing"))
                     elif merkle.leaf_hash(export_line_of(body)) != leaves[index - first]:

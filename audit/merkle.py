@@ -98,6 +98,20 @@ def consistency_ranges(m: int, n: int) -> list[tuple[int, int]]:
     return subproof(m, 0, n, True)
 
 
+def aligned_blocks(a: int, b: int) -> list[Subtree]:
+    """Leaves [a, b) as complete subtrees from left to right, each starting at a multiple of
+    its size: what a tree being built leaf by leaf can take whole (`Frontier.append_subtree`)
+    in place of the leaves — how `audit verify` stands in for leaves removed by retention."""
+    blocks = []
+    while a < b:
+        level = (a & -a).bit_length() - 1 if a else (b - a).bit_length() - 1
+        while 1 << level > b - a:
+            level -= 1
+        blocks.append((level, a >> level))
+        a += 1 << level
+    return blocks
+
+
 def needed(ranges: Iterable[tuple[int, int]]) -> set[Subtree]:
     return {subtree for a, b in ranges for subtree in complete_subtrees(a, b)}
 
@@ -130,6 +144,19 @@ class Frontier:
                 self.completed.append((level, index, value))
         self.hashes.append(value)
         self.size += 1
+
+    def append_subtree(self, level: int, value: bytes) -> None:
+        """Add a complete subtree of 2^level leaves at once; the tree's size must be a
+        multiple of its size (see `aligned_blocks`)."""
+        size = 1 << level
+        if self.size % size:
+            raise ValueError(f"a subtree of {size} leaves cannot start at leaf {self.size}")
+        index = self.size >> level
+        while index & 1:  # as `append`, from this subtree's level up
+            value = node_hash(self.hashes.pop(), value)
+            index >>= 1
+        self.hashes.append(value)
+        self.size += size
 
     def root(self) -> bytes:
         if not self.hashes:

@@ -11,13 +11,27 @@ from typing import Any
 from audit import merkle, signing
 
 
-def export_problems(lines: Iterable[bytes], head: dict[str, Any], public_key: bytes) -> list[str]:
+def export_problems(lines: Iterable[bytes], head: dict[str, Any], public_key: bytes,
+                    removed: list[dict[str, Any]] | None = None) -> list[str]:
     """What is wrong with `lines` (an export's lines, without newlines) as the leaves of the
-    tree `head` signs; empty when nothing is."""
+    tree `head` signs; empty when nothing is. `removed` (GET .../audit/removed): the ranges of
+    leaves whose events retention deleted, each with the subtrees that stand in for them."""
     problems = [] if signing.verify(public_key, head) else ["the tree head's signature does not verify"]
+    gaps = sorted(removed or [], key=lambda r: r["first_leaf"])
     frontier = merkle.Frontier.empty()
-    for line in lines:
-        frontier.append(merkle.leaf_hash(line))
+
+    def fill_gaps() -> None:
+        while gaps and gaps[0]["first_leaf"] == frontier.size:
+            for subtree in gaps.pop(0)["subtrees"]:
+                frontier.append_subtree(int(subtree["level"]), base64.b64decode(subtree["hash"]))
+
+    try:
+        for line in lines:
+            fill_gaps()
+            frontier.append(merkle.leaf_hash(line))
+        fill_gaps()
+    except ValueError as exc:  # a removed range's subtrees that do not fit where it says
+        return [*problems, f"the removed ranges do not fit the export: {exc}"]
     if frontier.size != head.get("tree_size"):
         problems.append(f"the export has {frontier.size} lines; the tree head is of {head.get('tree_size')} leaves")
     elif frontier.root() != base64.b64decode(head.get("root_hash", "")):

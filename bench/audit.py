@@ -10,7 +10,11 @@ are read at 10 million leaves.
    holds only hashes and event ids, so ten million events need not be ingested to time its
    reads; a few real event rows sit at known leaves for `/audit/proof`), then `tree-head`,
    `proof` for leaves across the tree, and `consistency` between sizes, through the API:
-   p50/p99 (target < 50 ms each).
+   p50/p99 (target < 50 ms each);
+4. retention beside ingest: RETAIN_EVENTS events received ten days ago (stored directly) in a
+   workspace keeping 7 days, sealed; then `/v1/batch` into another workspace for ROUND seconds
+   alone and ROUND seconds while retention deletes them: events/s deleted, and the ingest
+   figure during it against alone.
 """
 
 from __future__ import annotations
@@ -22,20 +26,27 @@ import platform
 import random
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import httpx
+import orjson
 
 from audit import merkle
 from audit.log import AuditLedger
-from bench.stack import bench_stack, new_tenant, pct, serve
+from audit.retention import Retention
+from bench.stack import bench_stack, load, new_tenant, pct, serve
 from devstack.processes import free_port
 from models.audit import CHUNK_LEAVES, CHUNK_LEVEL, AuditRepository
 from models.db import create_engine, session_factory
 from models.events import export_line_of
+from models.ids import first_event_id_at
 from settings import Settings
 
 SEAL_EVENTS = 200_000
+RETAIN_EVENTS = 200_000
+ROUND = 8
 BIG = 10_000_000
 READS = 200
 
@@ -159,6 +170,50 @@ async def time_reads(base: str, tenant, chosen: list[tuple[int, str]]) -> dict[s
     return timings
 
 
+async def old_backlog(dsn: str, database_url: str, workspace_id: uuid.UUID) -> None:
+    """RETAIN_EVENTS track events received ten days ago, stored directly and sealed."""
+    at = datetime.now(UTC) - timedelta(days=10)
+    prefix = first_event_id_at(at)[:14]
+    conn = await asyncpg.connect(dsn)
+    body = orjson.dumps({**TRACK, "name": TRACK["event"], "received_at": at.isoformat()}).decode()
+    await conn.copy_records_to_table("events", records=[
+        (f"{prefix}{i:016d}", workspace_id, "track", "Order Completed", "user-123", at, at, body)
+        for i in range(RETAIN_EVENTS)], columns=["id", "workspace_id", "type", "name", "user_id", "timestamp",
+                                                 "received_at", "body"])
+    await conn.execute("UPDATE workspaces SET retention_days = 7 WHERE id = $1", workspace_id)
+    await conn.close()
+    await seal(database_url, workspace_id)
+
+
+def retention_beside_ingest(stack, base: str) -> tuple[float, float, float]:
+    """(events/s deleted, ingest events/s alone, ingest events/s while deleting)."""
+    key = [f"X-Write-Key: {stack.write_key}"]
+    body = orjson.dumps({"batch": [TRACK] * 100})
+    alone = load(f"{base}/v1/batch", body, stack.tmp, headers=key, seconds=ROUND, connections=16)
+    outcome: dict[str, float] = {}
+
+    async def apply() -> int:
+        engine = create_engine(Settings(database_url=stack.database_url), pool_size=2)
+        _, deleted = await Retention(session_factory(engine)).apply(max_batches=10_000)
+        await engine.dispose()
+        return deleted
+
+    def delete() -> None:
+        started = time.perf_counter()
+        outcome["deleted"] = asyncio.run(apply())
+        outcome["seconds"] = time.perf_counter() - started
+        outcome["rate"] = outcome["deleted"] / outcome["seconds"]
+
+    with ThreadPoolExecutor(1) as pool:
+        running = pool.submit(delete)
+        during = load(f"{base}/v1/batch", body, stack.tmp, headers=key, seconds=ROUND, connections=16)
+        running.result()
+    assert outcome["deleted"] == RETAIN_EVENTS, outcome
+    assert not alone["errors"] and not during["errors"], (alone, during)
+    print(f"   (retention took {outcome['seconds']:.1f} s of the {ROUND} s round; no ingest request failed)")
+    return outcome["rate"], alone["rps"] * 100, during["rps"] * 100
+
+
 def main() -> None:
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
     with bench_stack() as stack:
@@ -189,9 +244,16 @@ def main() -> None:
             for name, values in timings.items():
                 print(f"3. {name} at {BIG:,} leaves: p50 {pct(values, 0.5):.1f} ms, p99 {pct(values, 0.99):.1f} ms "
                       f"({len(values)} requests)")
+
+            old = asyncio.run(new_tenant(stack.database_url, "audit-retention"))
+            asyncio.run(old_backlog(dsn, stack.database_url, old.workspace_id))
+            deleted_rate, alone, during = retention_beside_ingest(stack, base)
+            print(f"4. retention deleted {RETAIN_EVENTS:,} events at {deleted_rate:,.0f} events/s; /v1/batch alone "
+                  f"{alone:,.0f} events/s, while it deleted {during:,.0f} events/s")
     print()
     print(f"sealing:        {rate:,.0f} events/s  (target >= 50,000)  {'ok' if rate >= 50_000 else 'MISSED'}; "
           f"{rate / baseline:.2f}x reading and hashing alone")
+    print(f"retention:      {deleted_rate:,.0f} events/s deleted; ingest beside it {during / alone:.2f}x alone")
     for name, values in timings.items():
         p99 = pct(values, 0.99)
         print(f"{name + ':':<15} p99 {p99:.1f} ms at 10 M leaves  (target < 50)  {'ok' if p99 < 50 else 'MISSED'}")

@@ -4,7 +4,7 @@ Repositories take an `AsyncSession` and never commit: the request handler or the
 that calls them owns the transaction.
 """
 
-from models.audit import AuditChunk, AuditLog, AuditMismatch, AuditNode, AuditTreeHead
+from models.audit import AuditChunk, AuditLog, AuditMismatch, AuditNode, AuditRemoval, AuditTreeHead
 from models.base import Base
 from models.console_sessions import ConsoleSession
 from models.contracts import ContractViolationBatch, EventContract
@@ -25,6 +25,6 @@ from models.transformations import EventTransformation, TransformationVersion
 from models.volume import EventVolumeHourly
 from models.workspaces import MasterKey, Workspace
 
-__all__ = ["AuditChunk", "AuditLog", "AuditMismatch", "AuditNode", "AuditTreeHead", "Base", "ConsoleSession", "ContractViolationBatch", "DeadLetter", "DeliveryAttempt", "Destination", "Event", "EventContract",
+__all__ = ["AuditChunk", "AuditLog", "AuditMismatch", "AuditNode", "AuditRemoval", "AuditTreeHead", "Base", "ConsoleSession", "ContractViolationBatch", "DeadLetter", "DeliveryAttempt", "Destination", "Event", "EventContract",
            "EventSource", "EventTransformation", "EventVolumeHourly", "ForwardingRetry", "ForwardingRule",
            "IdempotencyKey", "MasterKey", "RateLimitCounter", "RuleVolumeHourly", "Stream", "StreamEvent", "TransformationVersion", "Workspace"]

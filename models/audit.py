@@ -87,6 +87,17 @@ class AuditMismatch(Base):
     found_at: Mapped[datetime] = mapped_column(server_default=func.now())
 
 
+class AuditRemoval(Base):
+    """Leaves first_leaf..last_leaf (inclusive) whose events retention deleted; their hashes stay."""
+
+    __tablename__ = "audit_removals"
+
+    workspace_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("workspaces.id", ondelete="CASCADE"), primary_key=True)
+    first_leaf: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    last_leaf: Mapped[int] = mapped_column(BigInteger)
+    removed_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+
 @dataclass
 class SealRow:
     id: str
@@ -196,6 +207,30 @@ class AuditRepository:
         rows = await self.session.scalars(select(AuditMismatch).where(AuditMismatch.workspace_id == workspace_id)
                                           .order_by(AuditMismatch.leaf_index).limit(limit))
         return int(total or 0), list(rows)
+
+    async def leaves_of(self, workspace_id: uuid.UUID, event_ids: list[str]) -> dict[str, int]:
+        """The leaf index of each sealed event (by id) of those given."""
+        rows = await self.session.execute(text("""
+            SELECT e.id, c.chunk_index * :chunk + array_position(c.event_ids, e.id) - 1 AS leaf
+            FROM events e
+            JOIN LATERAL (SELECT chunk_index, event_ids FROM audit_chunks c
+                          WHERE c.workspace_id = e.workspace_id AND (c.last_xid, c.last_id) >= (e.commit_xid, e.id)
+                          ORDER BY c.last_xid, c.last_id LIMIT 1) c ON true
+            WHERE e.workspace_id = :workspace_id AND e.id = ANY(:ids)"""),
+            {"workspace_id": workspace_id, "ids": event_ids, "chunk": CHUNK_LEAVES})
+        return {row.id: row.leaf for row in rows if row.leaf is not None}
+
+    async def record_removals(self, workspace_id: uuid.UUID, ranges: list[tuple[int, int]]) -> None:
+        if ranges:
+            await self.session.execute(insert(AuditRemoval).values([
+                {"workspace_id": workspace_id, "first_leaf": first, "last_leaf": last} for first, last in ranges])
+                .on_conflict_do_nothing())
+
+    async def removals(self, workspace_id: uuid.UUID, below: int | None = None) -> list[AuditRemoval]:
+        query = select(AuditRemoval).where(AuditRemoval.workspace_id == workspace_id)
+        if below is not None:
+            query = query.where(AuditRemoval.first_leaf < below)
+        return list(await self.session.scalars(query.order_by(AuditRemoval.first_leaf)))
 
     async def logs_to_check(self) -> list[uuid.UUID]:
         return list(await self.session.scalars(select(AuditLog.workspace_id).where(AuditLog.tree_size > 0)))

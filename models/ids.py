@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from datetime import datetime
 
 _ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 _PAIRS = [a + b for a in _ALPHABET for b in _ALPHABET]  # 10 bits -> 2 characters
@@ -64,6 +65,12 @@ _ulids = MonotonicUlids()
 
 def new_event_id() -> str:
     return "evt_" + _ulids.new()
+
+
+def first_event_id_at(at: datetime) -> str:
+    """The smallest id an event received at `at` (to the millisecond) can have: ids below it
+    were all minted earlier."""
+    return "evt_" + _encode(int(at.timestamp() * 1000), 5) + "0" * 16
 
 
 def new_event_ids(count: int) -> list[str]:

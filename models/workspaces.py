@@ -29,6 +29,8 @@ class Workspace(UUIDPrimaryKey, CreatedAt, Base):
     __tablename__ = "workspaces"
 
     name: Mapped[str] = mapped_column(String(200))
+    # Events older than this many days are deleted (audit/retention.py); None: kept for ever.
+    retention_days: Mapped[int | None]
 
 
 class MasterKey(UUIDPrimaryKey, CreatedAt, Base):

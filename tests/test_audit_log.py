@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 import uuid
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from headwater.audit import verify_inclusion
@@ -23,9 +24,11 @@ from sqlalchemy import text
 from audit import merkle, signing
 from audit.log import AuditLedger
 from models.event_csv import COLUMNS
+from models.ids import first_event_id_at
 from tests.conftest import WorkspaceKey
 
 CHECK_SCHEDULE = "audit-check"
+RETENTION_SCHEDULE = "event-retention"
 ROOT_DIR = Path(__file__).resolve().parent.parent
 
 
@@ -223,3 +226,69 @@ async def test_csv_export_flattens_quotes_and_defuses_formulas(client, workspace
                                   headers=workspace.headers)
     assert [r["id"] for r in csv.DictReader(io.StringIO((await only_audit.get_data()).decode(), newline=""))] == [
         audit_id]
+
+
+async def test_retention_removes_old_events_and_the_log_still_verifies(client, workspace, sessions, temporal_env,
+                                                                      tmp_path):
+    source = await (await client.post(workspace.url("/event-keys"), json={"name": "r"},
+                                      headers=workspace.headers)).get_json()
+    old_at = datetime.now(UTC) - timedelta(days=10)  # as a deployment running for a while has them
+    prefix = first_event_id_at(old_at)[:14]
+    old_ids = [f"{prefix}{i:016d}" for i in range(30)]
+    async with sessions() as session, session.begin():
+        for i, event_id in enumerate(old_ids):
+            body = {"id": event_id, "type": "track", "name": "Old", "event": "Old", "user_id": "u",
+                    "workspace_id": workspace.id, "properties": {"i": i}, "timestamp": old_at.isoformat(),
+                    "received_at": old_at.isoformat()}
+            await session.execute(text(
+                "INSERT INTO events (id, workspace_id, type, name, user_id, timestamp, received_at, body) "
+                "VALUES (:id, :workspace_id, 'track', 'Old', 'u', :at, :at, CAST(:body AS jsonb))"),
+                {"id": event_id, "workspace_id": workspace.id, "at": old_at, "body": json.dumps(body)})
+    await sealed(client, workspace, 30)
+    fresh_ids = await send(client, source, 5, "fresh")
+    before = await sealed(client, workspace, 35)
+    key = await get_json(client, workspace, "/audit/public-key")
+
+    for bad in (0, 36_501, "week"):
+        response = await client.put(workspace.url(), json={"retention_days": bad}, headers=workspace.headers)
+        assert response.status_code in (400, 422), bad
+    updated = await client.put(workspace.url(), json={"retention_days": 7}, headers=workspace.headers)
+    assert (await updated.get_json())["retention_days"] == 7
+
+    await temporal_env.client.get_schedule_handle(RETENTION_SCHEDULE).trigger()
+    deadline = time.monotonic() + 30
+    while (status := await get_json(client, workspace, "/audit/status"))["removed_leaves"] < 30:
+        assert time.monotonic() < deadline, status
+        await asyncio.sleep(0.2)
+    assert status["removed_leaves"] == 30
+    remaining = await get_json(client, workspace, "/events?limit=100")
+    assert {e["id"] for e in remaining["data"]} == set(fresh_ids)
+
+    removed = await get_json(client, workspace, "/audit/removed?tree_size=35")
+    assert [(r["first_leaf"], r["last_leaf"]) for r in removed["ranges"]] == [(0, 29)]
+    assert removed["ranges"][0]["removed_at"].endswith("Z")
+    lines = await export_lines(client, workspace, 35)
+    assert [json.loads(line)["id"] for line in lines] == fresh_ids
+    (tmp_path / "removed.json").write_text(json.dumps(removed))
+    ok = run_verify(tmp_path, lines, before, key, "--removed", str(tmp_path / "removed.json"))
+    assert ok.returncode == 0, ok.stderr
+    assert run_verify(tmp_path, lines, before, key).returncode == 1  # without the removed leaves' hashes
+
+    for index, line in enumerate(lines):  # the remaining events' proofs, against the head from before
+        proof = await get_json(client, workspace, f"/audit/proof?event_id={fresh_ids[index]}&tree_size=35")
+        assert proof["leaf_index"] == 30 + index and verify_inclusion(line, proof, before)
+    await send(client, source, 3, "after")
+    after = await sealed(client, workspace, 38)
+    consistency = await get_json(client, workspace, f"/audit/consistency?first=35&second={after['tree_size']}")
+    assert merkle.verify_consistency(35, after["tree_size"], base64.b64decode(before["root_hash"]),
+                                     base64.b64decode(after["root_hash"]),
+                                     [base64.b64decode(p) for p in consistency["proof"]])
+
+    await temporal_env.client.get_schedule_handle(CHECK_SCHEDULE).trigger()  # removed is not missing
+    deadline = time.monotonic() + 20
+    while (status := await get_json(client, workspace, "/audit/status"))["checked_at"] is None:
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.2)
+    assert status["mismatch_count"] == 0
+    cleared = await client.put(workspace.url(), json={"retention_days": None}, headers=workspace.headers)
+    assert (await cleared.get_json())["retention_days"] is None

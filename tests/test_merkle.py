@@ -8,6 +8,7 @@ import pytest
 from audit.merkle import (
     EMPTY_ROOT,
     Frontier,
+    aligned_blocks,
     audit_path_ranges,
     complete_subtrees,
     consistency_ranges,
@@ -97,3 +98,21 @@ def test_a_tampered_leaf_or_path_fails():
     assert not verify_inclusion(leaf_hash(b"changed"), 5, n, proof, root)
     assert not verify_inclusion(HASHES[5], 5, n, proof[:-1], root)
     assert not verify_inclusion(HASHES[5], 5, n, [*proof, proof[0]], root)
+
+
+@pytest.mark.parametrize("n", [1, 2, 7, 13, 64, 70])
+def test_removed_ranges_stand_in_as_aligned_subtrees(n):
+    """A tree rebuilt from the leaves that remain and, for each removed range, its aligned
+    subtrees has the same root."""
+    for a in range(n):
+        for b in range(a + 1, n + 1):
+            frontier = Frontier.empty()
+            for value in HASHES[:a]:
+                frontier.append(value)
+            blocks = aligned_blocks(a, b)
+            assert sum(1 << level for level, _ in blocks) == b - a
+            for level, index in blocks:
+                frontier.append_subtree(level, stored(level, index))
+            for value in HASHES[b:n]:
+                frontier.append(value)
+            assert frontier.root() == root_of(HASHES[:n]), (a, b)

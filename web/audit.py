@@ -78,12 +78,32 @@ class Mismatch(BaseModel):
     found_at: str
 
 
+class Subtree(BaseModel):
+    level: int
+    index: int
+    hash: str
+
+
+class RemovedRange(BaseModel):
+    first_leaf: int
+    last_leaf: int
+    removed_at: str
+    subtrees: list[Subtree]
+
+
+class RemovedOut(BaseModel):
+    tree_size: int
+    ranges: list[RemovedRange]
+    request_id: str
+
+
 class StatusOut(BaseModel):
     tree_size: int
     sealed_at: str | None
     checked_leaves: int
     check_passes: int
     checked_at: str | None
+    removed_leaves: int
     mismatch_count: int
     mismatches: list[Mismatch]
     request_id: str
@@ -150,6 +170,24 @@ async def consistency_proof(workspace_id: uuid.UUID) -> Response:
     return json_response({"first": query.first, "second": query.second, "proof": [b64(value) for value in proof]})
 
 
+@blueprint.get("/removed")
+@master_key_for_workspace
+@document_querystring(TreeHeadQuery)
+@document_response(RemovedOut)
+async def removed_leaves(workspace_id: uuid.UUID) -> Response:
+    """The leaves (below `tree_size`, default the latest) whose events retention deleted, and
+    when; with each range, the complete subtrees (level, index, hash) that stand in for its
+    leaves when the tree is rebuilt from an export: `headwater audit verify --removed`."""
+    query: TreeHeadQuery = parse_query(TreeHeadQuery)
+    try:
+        size, ranges = await ledger().removed(workspace_id, query.tree_size)
+    except BadTreeSize as exc:
+        raise bad_size(exc) from None
+    return json_response({"tree_size": size, "ranges": [
+        {**r, "removed_at": iso(r["removed_at"]),
+         "subtrees": [{**t, "hash": b64(t["hash"])} for t in r["subtrees"]]} for r in ranges]})
+
+
 @blueprint.get("/status")
 @master_key_for_workspace
 @document_response(StatusOut)
@@ -161,10 +199,11 @@ async def status(workspace_id: uuid.UUID) -> Response:
         repository = AuditRepository(session)
         audit_log = await repository.log(workspace_id)
         count, found = await repository.mismatches(workspace_id, 100)
+        removed = sum(r.last_leaf - r.first_leaf + 1 for r in await repository.removals(workspace_id))
     assert audit_log is not None
     return json_response({
         "tree_size": audit_log.tree_size, "sealed_at": iso(audit_log.sealed_at),
         "checked_leaves": audit_log.checked_leaves, "check_passes": audit_log.check_passes,
-        "checked_at": iso(audit_log.checked_at), "mismatch_count": count,
+        "checked_at": iso(audit_log.checked_at), "removed_leaves": removed, "mismatch_count": count,
         "mismatches": [{"leaf_index": m.leaf_index, "event_id": m.event_id, "kind": m.kind,
                         "found_at": iso(m.found_at)} for m in found]})

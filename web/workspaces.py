@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from quart import Blueprint, Response
 from quart_schema import document_querystring, document_response, security_scheme
 
@@ -19,7 +19,7 @@ from models.workspaces import (
 )
 from web.auth import master_key_for_workspace, parse_uuid, require_admin_token
 from web.errors import APIError
-from web.jsonio import PageQuery, json_body, parse_created_page
+from web.jsonio import PageQuery, json_body, parse_created_page, reject_nulls
 from web.responses import json_response
 from web.services import services
 
@@ -41,7 +41,17 @@ class CreateMasterKey(BaseModel):
 class WorkspaceOut(BaseModel):
     id: uuid.UUID
     name: str
+    retention_days: int | None
     created_at: datetime
+
+
+class UpdateWorkspace(BaseModel):
+    """Any subset of the fields; those left out keep their value."""
+    model_config = ConfigDict(extra="forbid")
+    name: Name | None = None
+    # Events older than this many days are deleted hourly (sealed ones; the audit log keeps
+    # their hashes). null: keep every event for ever.
+    retention_days: Annotated[int, Field(ge=1, le=36_500)] | None = None
 
 
 class MasterKeyOut(BaseModel):
@@ -70,7 +80,8 @@ class MasterKeyList(BaseModel):
 
 
 def workspace_json(workspace: Workspace) -> dict:
-    return {"id": str(workspace.id), "name": workspace.name, "created_at": iso(workspace.created_at)}
+    return {"id": str(workspace.id), "name": workspace.name, "retention_days": workspace.retention_days,
+            "created_at": iso(workspace.created_at)}
 
 
 def master_key_json(key: MasterKey) -> dict:
@@ -101,6 +112,23 @@ async def get_workspace(workspace_id: uuid.UUID) -> Response:
         workspace = await WorkspaceRepository(session).get(workspace_id)
     if workspace is None:
         raise APIError(404, "workspace_not_found", "No such workspace.")
+    return json_response(workspace_json(workspace))
+
+
+@blueprint.put("/<workspace_id>")
+@master_key_for_workspace
+@json_body(UpdateWorkspace)
+@document_response(WorkspaceOut)
+async def update_workspace(workspace_id: uuid.UUID, body: UpdateWorkspace) -> Response:
+    """Rename the workspace or set its `retention_days` (null: keep events for ever)."""
+    changes = body.model_dump(exclude_unset=True)
+    reject_nulls(changes, ("name",))
+    async with services().transaction() as session:
+        workspace = await WorkspaceRepository(session).get(workspace_id)
+        if workspace is None:
+            raise APIError(404, "workspace_not_found", "No such workspace.")
+        for name, value in changes.items():
+            setattr(workspace, name, value)
     return json_response(workspace_json(workspace))
 
 

@@ -24,6 +24,8 @@ from workflows.params import (
     RedriveResult,
     ReplayBatchResult,
     ReplayInput,
+    RetentionInput,
+    RetentionResult,
     StreamCleanupInput,
     StreamCleanupResult,
 )
@@ -79,3 +81,9 @@ async def seal_audit_logs(params: AuditSealInput) -> AuditSealResult:
 async def check_audit_logs(params: AuditCheckInput) -> AuditCheckResult:
     """Re-hash sealed events against their leaves, from where the last check stopped."""
     _stub("check_audit_logs")
+
+
+@activity.defn(name="apply_retention")
+async def apply_retention(params: RetentionInput) -> RetentionResult:
+    """Delete events older than their workspace's retention period (sealed ones only)."""
+    _stub("apply_retention")

@@ -112,6 +112,17 @@ class AuditCheckResult:
 
 
 @dataclass
+class RetentionInput:
+    max_batches: int = 2_000  # per workspace and run (of 5,000 events each)
+
+
+@dataclass
+class RetentionResult:
+    workspaces: int = 0
+    deleted: int = 0
+
+
+@dataclass
 class ForwardingInput:
     rule_id: str
     workspace_id: str

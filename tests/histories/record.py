@@ -43,12 +43,15 @@ from workflows.params import (
     RedriveResult,
     ReplayBatchResult,
     ReplayInput,
+    RetentionInput,
+    RetentionResult,
     StreamCleanupInput,
     StreamCleanupResult,
     StreamExpiryInput,
 )
 from workflows.redrive import RedriveWorkflow
 from workflows.replay import ReplayWorkflow
+from workflows.retention import RetentionWorkflow
 from workflows.stream_claim import StreamClaimWorkflow
 from workflows.stream_cleanup import StreamCleanupWorkflow
 from workflows.stream_expiry import StreamExpiryWorkflow
@@ -98,6 +101,11 @@ async def check_audit_logs(params: AuditCheckInput) -> AuditCheckResult:
     return AuditCheckResult(checked=1000, mismatches=1)
 
 
+@activity.defn(name="apply_retention")
+async def apply_retention(params: RetentionInput) -> RetentionResult:
+    return RetentionResult(workspaces=1, deleted=5000)
+
+
 ONLY = tuple(sys.argv[1:])
 
 
@@ -116,7 +124,8 @@ async def main() -> None:
     try:
         async with Worker(env.client, task_queue="record", workflows=WORKFLOWS,
                           activities=[forward_batch, replay_batch, redrive_dead_letters, claim_stream, expire_stream,
-                                      sweep_expired_streams, seal_audit_logs, check_audit_logs]):
+                                      sweep_expired_streams, seal_audit_logs, check_audit_logs,
+                                      apply_retention]):
             ok = ForwardBatchResult(state=BatchState.OK, delivered=10, cursor="5:evt_a")
             forward_answers[:] = [ForwardBatchResult(state=BatchState.OK, delivered=1000, more=True), ok,
                                   ForwardBatchResult(state=BatchState.HELD, hold_seconds=30, last_error="HTTP 503",
@@ -146,6 +155,7 @@ async def main() -> None:
             await record(env, "StreamCleanupWorkflow--one-round", StreamCleanupWorkflow.run, StreamCleanupInput())
             await record(env, "AuditSealWorkflow--sealed", AuditSealWorkflow.run, AuditSealInput())
             await record(env, "AuditCheckWorkflow--found-one", AuditCheckWorkflow.run, AuditCheckInput())
+            await record(env, "RetentionWorkflow--deleted", RetentionWorkflow.run, RetentionInput())
     finally:
         await env.shutdown()
 

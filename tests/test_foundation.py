@@ -230,9 +230,12 @@ async def test_openapi_describes_every_route(app, client):
     for rule in app.app.url_map.iter_rules():
         if rule.endpoint in ("static", "openapi", "swagger_ui") or rule.endpoint.startswith(("quart_schema", "docs.")):
             continue
-        # Hidden on purpose: the console's pages and analytics.js's one-letter aliases of /v1/*.
+        if rule.endpoint.endswith(".static"):  # the console's and the viewer's files
+            continue
+        # Hidden on purpose: the console's and the viewer's pages, analytics.js's one-letter
+        # aliases of /v1/*, the metrics.
         if getattr(app.app.view_functions[rule.endpoint], "_quart_schema_hidden", False):
-            assert rule.endpoint.startswith(("console", "ingest.ingest_short_", "metrics.")), rule.endpoint
+            assert rule.endpoint.startswith(("console", "viewer.", "ingest.ingest_short_", "metrics.")), rule.endpoint
             continue
         path = re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", rule.rule)
         for method in rule.methods - {"HEAD", "OPTIONS"}:

@@ -16,6 +16,8 @@ from models.canonical import AuditEventIn, EventType
 TAGS = [
     (r"^/v1/", "Ingestion (Segment-compatible)"),
     (r"^/api/v1/streams", "Anonymous streams"),
+    (r"^/api/v1/viewer|/viewer-tokens", "Customer viewer"),
+    (r"/audit/", "Audit log"),
     (r"/events", "Events"),
     (r"/event-keys", "Event sources"),
     (r"/event-contracts", "Contracts"),
@@ -53,6 +55,8 @@ def _tag(path: str) -> str:
 def _security(path: str, method: str) -> list[dict[str, list[str]]]:
     if path.startswith("/v1/"):
         return WRITE_KEY
+    if path.startswith("/api/v1/viewer"):
+        return [{"viewerToken": []}]
     if path == "/api/v1/workspaces" and method == "post":
         return [{"operatorToken": []}]
     if path.startswith("/api/v1/workspaces") or path == "/api/v1/streams/claim":
@@ -114,7 +118,9 @@ def complete(spec: dict[str, Any]) -> dict[str, Any]:
         "request_id": {"type": "string"}}}
     components["responses"] = {"Error": {"description": "An error, in the one error envelope.", "content": {
         "application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}}
-    spec["paths"] = {path: item for path, item in spec["paths"].items() if not path.startswith("/docs")}
+    # The API only: not the docs, nor the files of the console's and the viewer's pages.
+    spec["paths"] = {path: item for path, item in spec["paths"].items()
+                     if not path.startswith(("/docs", "/console/", "/viewer/"))}
     spec["tags"] = [{"name": tag} for _, tag in TAGS]
     for path, item in spec["paths"].items():
         for method, operation in item.items():

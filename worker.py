@@ -38,6 +38,7 @@ from audit.retention import Retention
 from devstack.processes import free_port
 from forwarding.delivery import http_session
 from forwarding.engine import ForwardingEngine
+from forwarding.warehouse import WarehousePools
 from models.db import create_engine, session_factory
 from models.forwarding import ForwardingRepository
 from models.pubsub import CommitListener
@@ -136,11 +137,12 @@ class HeadwaterWorker:
         self.client, self.sessions, self.settings = client, sessions, settings
         self.sandbox = SandboxProcess(SandboxLimits.from_settings(settings))
         self.http = http_session(settings)  # one per worker, its connection pool shared by every rule
+        self.warehouses = WarehousePools()  # one asyncpg pool per postgres destination's DSN
         self.waker = RuleWaker(client, settings.postgres_dsn)
         streams = StreamActivities(sessions)
         audit = AuditActivities(AuditLedger(sessions), Retention(sessions))
         forwarding = ForwardingActivities(ForwardingEngine(sessions, Transformer(sessions, self.sandbox, settings),
-                                                           self.http, settings, self.waker, tracer))
+                                                           self.http, settings, self.waker, tracer, self.warehouses))
         self.worker = Worker(
             client,
             task_queue=settings.task_queue,
@@ -169,6 +171,7 @@ class HeadwaterWorker:
         await self.worker.__aexit__(exc_type, exc, traceback)
         await self.waker.close()
         await self.http.close()
+        await self.warehouses.close()
         await asyncio.to_thread(self.sandbox.close)
 
     async def reconcile(self) -> int:

@@ -7,6 +7,10 @@ Scenarios: batch mode, one rule, offered more than it can take (its sustained ra
 mode over 10 rules to 10 sinks (the aggregate); single mode, one rule; batch and single mode
 at 500 events/s offered (arrival latency). Baseline, on the same Temporal server: the naive
 design, one workflow per event (start, run one delivery activity, complete).
+
+The ceiling, not the offer: a backlog of DRAIN_EVENTS stored first, then one rule enabled, drained
+to a webhook in batch mode and to the warehouse (a `postgres` destination: a database of its own
+on the same Postgres server), events/s from enabling to the last delivery (target ≥ 10,000 each).
 """
 
 from __future__ import annotations
@@ -29,12 +33,14 @@ from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
 from bench.stack import Tenant, bench_stack, ingest_at_rate, new_tenant, pct, serve
 from bench.stamps import STAMP
+from devstack.postgres import ensure_database
 from devstack.processes import free_port, stop_process, wait_for_port
 from devstack.temporal import start_dev_server
 
 SECONDS = 10
 SINKS = 10
 BASELINE_EVENTS = 300
+DRAIN_EVENTS = 200_000
 
 
 @activity.defn(name="bench_deliver_one")
@@ -116,11 +122,39 @@ class Bench:
         return rate
 
 
+async def drain(base: str, database_url: str, config: dict, kind: str) -> float:
+    """DRAIN_EVENTS stored behind a disabled rule, then the rule enabled: events/s drained."""
+    tenant = await new_tenant(database_url, f"drain-{kind}")
+    workspace = f"/api/v1/workspaces/{tenant.workspace_id}"
+    async with httpx.AsyncClient(base_url=base, headers=tenant.headers, timeout=60) as http:
+        destination = (await http.post(f"{workspace}/destinations", json={
+            "name": kind, "type": kind, "config": config})).json()
+        rule = (await http.post(f"{workspace}/event-forwarding-rules", json={
+            "name": kind, "destination_id": destination["id"], "enabled": False})).json()
+        async with httpx.AsyncClient(base_url=base, headers={"X-Write-Key": tenant.write_key}, timeout=60) as ingest:
+            body = {"batch": [{"type": "track", "event": "Drained", "userId": "u",
+                               "properties": {"order_id": "ORD-1", "total": 9.99, "items": ["a", "b"]}}] * 500}
+            for _ in range(DRAIN_EVENTS // 4000):
+                answers = await asyncio.gather(*(ingest.post("/v1/batch", json=body) for _ in range(8)))
+                assert all(a.status_code == 200 for a in answers)
+        started = time.perf_counter()
+        assert (await http.put(f"{workspace}/event-forwarding-rules/{rule['id']}", json={"enabled": True})).status_code == 200
+        while True:
+            stats = (await http.get(f"{workspace}/event-forwarding-rules/{rule['id']}")).json()["stats"]
+            if stats["delivered"] + stats["dead_lettered"] >= DRAIN_EVENTS:
+                break
+            await asyncio.sleep(0.25)
+    rate = DRAIN_EVENTS / (time.perf_counter() - started)
+    print(f"drain, {kind}: {DRAIN_EVENTS:,} stored events delivered at {rate:,.0f} events/s "
+          f"({stats['dead_lettered']} dead letters)")
+    return rate
+
+
 def verdict(value: float, target: float) -> str:
     return f"{'ok' if value >= target else 'MISSED'}: target ≥ {target:,.0f}"
 
 
-async def scenarios(bench: Bench, client: Client) -> None:
+async def scenarios(bench: Bench, client: Client, warehouse_dsn: str) -> None:
     batch_rate, _ = await bench.run("batch mode, 1 rule", await bench.setup("batch"), rate=5500, seconds=SECONDS)
     fan_rate, _ = await bench.run(f"batch mode, {SINKS} rules to {SINKS} sinks", await bench.setup("batch", SINKS),
                                   rate=550, seconds=SECONDS, rules=SINKS, batch_size=20)
@@ -131,6 +165,10 @@ async def scenarios(bench: Bench, client: Client) -> None:
     _, single_lags = await bench.run("single mode at 500/s", await bench.setup("single"), rate=500, seconds=SECONDS,
                                      batch_size=5)
     baseline = await bench.baseline(client, "bench-baseline")
+    webhook_drain = await drain(bench.base, bench.database_url, {
+        "url": f"http://127.0.0.1:{bench.sink_ports[0]}/hook", "mode": "batch", "max_batch_size": 500}, "webhook")
+    warehouse_drain = await drain(bench.base, bench.database_url, {"dsn": warehouse_dsn, "table_per": "type"},
+                                  "postgres")
     print()
     print(f"batch mode, one rule:   {batch_rate:>8,.0f} events/s ({verdict(batch_rate, 5000)}); "
           f"{batch_rate / baseline:,.0f}× the baseline")
@@ -143,6 +181,9 @@ async def scenarios(bench: Bench, client: Client) -> None:
         print(f"{label} mode at 500/s:   p50 {p50:,.0f} ms, p99 {p99:,.0f} ms "
               f"({'ok' if ok else 'MISSED'}: target p50 < 1,000, p99 < 3,000)")
     print(f"baseline (one workflow per event): {baseline:,.0f} events/s")
+    print(f"drain, webhook batch mode: {webhook_drain:>8,.0f} events/s ({verdict(webhook_drain, 10_000)})")
+    print(f"drain, warehouse:          {warehouse_drain:>8,.0f} events/s ({verdict(warehouse_drain, 10_000)}); "
+          f"{warehouse_drain / webhook_drain:.2f}x the webhook drain")
 
 
 def main() -> None:
@@ -163,7 +204,10 @@ def main() -> None:
             with serve(["-m", "web"], api_port, env):
                 async def go() -> None:
                     client = await Client.connect(f"127.0.0.1:{temporal_port}")
-                    await scenarios(Bench(f"http://127.0.0.1:{api_port}", stack.database_url, sink_ports), client)
+                    server = stack.database_url.rpartition("/")[0]
+                    await ensure_database(f"{server}/postgres", "warehouse")
+                    await scenarios(Bench(f"http://127.0.0.1:{api_port}", stack.database_url, sink_ports), client,
+                                    f"{server}/warehouse")
                 asyncio.run(go())
         finally:
             for process in (worker, sinks, temporal):

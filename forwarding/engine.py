@@ -19,6 +19,7 @@ from forwarding.delivery import Delivery, Outcome, PrivateDestination, Sender, c
 from forwarding.outcomes import Batch, EventOutcome, RetryLimits, Settlement, backoff, error_text, settle
 from forwarding.reader import EventReader, Row
 from forwarding.recorder import Cursor, OutcomeRecorder
+from forwarding.warehouse import WarehouseLoader, WarehousePools
 from models.forwarding import DeadLetterFilter, Destination, ForwardingRepository, ForwardingRule, max_in_flight
 from models.timestamps import parse_iso
 from models.transformations import ERROR as TRANSFORMATION_ERROR
@@ -54,14 +55,16 @@ def count(rule_id: uuid.UUID, rows: list[Row], settled: Settlement, batch: Batch
     metrics.count_forwarding(
         str(rule_id), delivered_at=[row.received_at for row in rows if batch.outcomes[row.id].outcome == Outcome.DELIVERED],
         retried=len(settled.retry_rows) + held, dead=settled.dead,
-        statuses=[d.answer.status if d.answer is not None else None for d in batch.deliveries], now=datetime.now(UTC))
+        statuses=[(d.answer.status, d.answer.outcome == Outcome.DELIVERED) for d in batch.deliveries if d.answer],
+        now=datetime.now(UTC))
 
 
 class ForwardingEngine:
     def __init__(self, sessions: async_sessionmaker[AsyncSession], transformer: Transformer,
                  http: aiohttp.ClientSession, settings: Settings, waker: Waker | None = None,
-                 tracer: Tracer | None = None) -> None:
+                 tracer: Tracer | None = None, warehouses: WarehousePools | None = None) -> None:
         self.sessions, self.transformer, self.http, self.settings = sessions, transformer, http, settings
+        self.warehouses = warehouses or WarehousePools()
         self.waker = waker
         self.tracer = tracer or trace.NoOpTracer()  # spans inside the activity's (telemetry/tracing.py)
 
@@ -160,10 +163,17 @@ class ForwardingEngine:
             return "the transformation is in error status; fix its code to resume"
         if not self.settings.allow_private_destinations:
             try:
-                await check_public(Sender(self.http, destination.type, destination.config, []).url)
+                await check_public(self._sender(destination, signed=False).url)
             except PrivateDestination as exc:
                 return f"refused: {exc} (HEADWATER_ALLOW_PRIVATE_DESTINATIONS is off)"
         return None
+
+    def _sender(self, destination: Destination, *, signed: bool = True) -> Sender | WarehouseLoader:
+        """What delivers to the destination: HTTP (webhook, segment) or a load (postgres)."""
+        if destination.type == "postgres":
+            return WarehouseLoader(self.warehouses, destination.config)
+        secrets = destination.signing_secrets(datetime.now(UTC)) if signed else []
+        return Sender(self.http, destination.type, destination.config, secrets)
 
     def hold_seconds(self, attempts: int, retry_after: float | None) -> float:
         return backoff(attempts, retry_after, self.settings.retry_base_seconds, self.settings.retry_max_seconds)
@@ -202,7 +212,7 @@ class ForwardingEngine:
                 event_ids.append(row.id)
                 bodies.append(row.body_json)
                 message_ids.append(row.id)
-        sender = Sender(self.http, destination.type, destination.config, destination.signing_secrets(datetime.now(UTC)))
+        sender = self._sender(destination)
         batch.deliveries = sender.group(event_ids, bodies, message_ids)
         in_flight = asyncio.Semaphore(max_in_flight(destination.type, destination.config))
 

@@ -58,7 +58,7 @@ class Destination(UUIDPrimaryKey, CreatedAt, Base):
 
     workspace_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("workspaces.id", ondelete="CASCADE"), index=True)
     name: Mapped[str] = mapped_column(String(200))
-    type: Mapped[str] = mapped_column(String(16))  # webhook | segment
+    type: Mapped[str] = mapped_column(String(16))  # webhook | segment | postgres
     config: Mapped[dict[str, Any]] = mapped_column(JSONB)
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     signing_secret: Mapped[str | None] = mapped_column(String(100))

@@ -102,7 +102,8 @@ RETRIED = Counter("headwater_forward_retried_events", "Events a rule set to be t
 DEAD_LETTERED = Counter("headwater_forward_dead_lettered_events", "Events a rule gave up on (dead letters)",
                         ["rule_id"], registry=WORKER)
 ATTEMPTS = Counter("headwater_forward_attempts", "Delivery requests, by the answer's status class "
-                   "(2xx, 3xx, 4xx, 5xx, or error: no answer)", ["rule_id", "status_class"], registry=WORKER)
+                   "(2xx, 3xx, 4xx, 5xx; error: no answer; a warehouse load: ok or error)",
+                   ["rule_id", "status_class"], registry=WORKER)
 DELIVERY_SECONDS = Histogram("headwater_forward_delivery_latency_seconds",
                              "From an event's commit to its destination's 2xx", ["rule_id"],
                              buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 21600, 86400),
@@ -133,12 +134,15 @@ def count_sealed(n: int) -> None:
         SEALED.inc(n)
 
 
-def status_class(status: int | None) -> str:
-    return f"{status // 100}xx" if status is not None and 100 <= status < 600 else "error"
+def status_class(status: int | None, delivered: bool = False) -> str:
+    """An HTTP answer's class; a warehouse load (no status) is `ok` or `error`."""
+    if status is not None and 100 <= status < 600:
+        return f"{status // 100}xx"
+    return "ok" if delivered else "error"
 
 
 def count_forwarding(rule_id: str, *, delivered_at: Sequence[datetime], retried: int, dead: int,
-                     statuses: Iterable[int | None], now: datetime) -> None:
+                     statuses: Iterable[tuple[int | None, bool]], now: datetime) -> None:
     """A batch's outcomes, once recorded: delivered events (and when each was committed),
     retried and dead-lettered ones, and every request's answer."""
     if not _Counting.on:
@@ -152,7 +156,7 @@ def count_forwarding(rule_id: str, *, delivered_at: Sequence[datetime], retried:
         RETRIED.labels(rule_id).inc(retried)
     if dead:
         DEAD_LETTERED.labels(rule_id).inc(dead)
-    for kind, n in Tally(map(status_class, statuses)).items():
+    for kind, n in Tally(status_class(status, delivered) for status, delivered in statuses).items():
         ATTEMPTS.labels(rule_id, kind).inc(n)
 
 

@@ -1,6 +1,7 @@
 """Destinations (`/api/v1/workspaces/{id}/destinations`, master key): where forwarding rules
-send events. `webhook` (signed per Standard Webhooks, one event or a JSON array per request)
-or `segment` (any Segment-compatible `/v1/batch`)."""
+send events. `webhook` (signed per Standard Webhooks, one event or a JSON array per request),
+`segment` (any Segment-compatible `/v1/batch`) or `postgres` (a warehouse: tables in another
+Postgres that follow the events, forwarding/warehouse.py)."""
 
 from __future__ import annotations
 
@@ -9,12 +10,14 @@ import secrets
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator
 from quart import Blueprint, Response
 from quart_schema import document_querystring, document_response
 
 from forwarding.delivery import PrivateDestination, check_public
+from forwarding.warehouse import masked_dsn
 from models.forwarding import Destination, ForwardingRepository, max_in_flight
 from models.timestamps import iso
 from web.auth import master_key_for_workspace, parse_uuid
@@ -65,13 +68,33 @@ class SegmentConfig(RetryConfig):
     max_batch_size: int = Field(default=100, ge=1, le=500)
 
 
-CONFIGS: dict[str, type[RetryConfig]] = {"webhook": WebhookConfig, "segment": SegmentConfig}
+class PostgresConfig(RetryConfig):
+    """A warehouse: tables in another Postgres that follow the events (forwarding/warehouse.py)."""
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    dsn: Annotated[str, StringConstraints(min_length=1, max_length=2000)]  # its password is never shown again
+    target_schema: Annotated[str, StringConstraints(pattern=r"^[a-z_][a-z0-9_]{0,62}$")] = Field(
+        default="headwater", alias="schema")
+    table_per: Literal["event", "type"] = "event"
+    max_batch_size: int = Field(default=10_000, ge=1, le=10_000)
+
+    @field_validator("dsn")
+    @classmethod
+    def _dsn(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("postgres", "postgresql") or not parts.hostname:
+            raise ValueError("a postgresql://user:password@host:port/database URL")
+        return value
+
+
+CONFIGS: dict[str, type[RetryConfig]] = {"webhook": WebhookConfig, "segment": SegmentConfig,
+                                         "postgres": PostgresConfig}
+TARGETS = {"webhook": "url", "segment": "host", "postgres": "dsn"}  # whose host the private-address guard checks
 
 
 class CreateDestination(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: Name
-    type: Literal["webhook", "segment"]
+    type: Literal["webhook", "segment", "postgres"]
     config: dict[str, Any]
     enabled: bool = True
 
@@ -105,6 +128,8 @@ def destination_json(d: Destination, *, with_secret: bool) -> dict[str, Any]:
     config = d.config
     if d.type == "webhook":  # the value in force where the default applies
         config = {**config, "max_in_flight": max_in_flight(d.type, config)}
+    if d.type == "postgres":
+        config = {**config, "dsn": masked_dsn(config["dsn"])}
     body = {"id": str(d.id), "workspace_id": str(d.workspace_id), "name": d.name, "type": d.type, "config": config,
             "enabled": d.enabled, "created_at": iso(d.created_at), "updated_at": iso(d.updated_at)}
     if with_secret and d.type == "webhook":
@@ -126,10 +151,10 @@ async def valid_config(destination_type: str, config: dict[str, Any]) -> dict[st
         details = validation_details(exc, "config.")
         raise APIError(422, "validation_failed", f"Invalid config: {', '.join(d['field'] for d in details)}",
                        details) from None
-    checked = parsed.model_dump(mode="json")
+    checked = parsed.model_dump(mode="json", by_alias=True)
     if not services().settings.allow_private_destinations:
         try:
-            await check_public(checked["url" if destination_type == "webhook" else "host"])
+            await check_public(checked[TARGETS[destination_type]])
         except PrivateDestination as exc:
             raise APIError(422, "private_destination", f"Refused: {exc}. Set HEADWATER_ALLOW_PRIVATE_DESTINATIONS="
                            "true to allow it (for local development).") from None
@@ -189,7 +214,10 @@ async def update_destination(workspace_id: uuid.UUID, destination_id: str, body:
     async with services().transaction() as session:
         destination = await _get(session, workspace_id, destination_id, for_update=True)
         if "config" in changes:
-            destination.config = await valid_config(destination.type, {**destination.config, **changes.pop("config")})
+            given = changes.pop("config")
+            if destination.type == "postgres" and given.get("dsn") == masked_dsn(destination.config["dsn"]):
+                given["dsn"] = destination.config["dsn"]  # the config as read, sent back: the password stays
+            destination.config = await valid_config(destination.type, {**destination.config, **given})
         for name, value in changes.items():
             setattr(destination, name, value)
         destination.updated_at = datetime.now(UTC)

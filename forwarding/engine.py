@@ -80,6 +80,11 @@ class ForwardingEngine:
                 return ForwardBatchResult(state=BatchState.DISABLED)
             generation = await self.waker.watch(rule.workspace_id) if self.waker is not None else None
             destination = await session.get(Destination, rule.destination_id)
+            assert destination is not None
+            if destination.type == "postgres":
+                # A warehouse loads best in big batches (one transaction, one COPY each): a pass
+                # takes as many events as the destination loads at once.
+                limit = max(limit, int(destination.config.get("max_batch_size", limit)))
             horizon = await repository.horizon()
             reader = EventReader(session)
             retries = await reader.due_retries(rule, limit)

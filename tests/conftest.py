@@ -205,6 +205,18 @@ def token() -> str:
     return str(uuid.uuid4())
 
 
+async def eventually(check, timeout: float = 15.0):
+    """`await check()` until it stops failing an assertion (its answer), or the deadline."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return await check()
+        except AssertionError:
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.1)
+
+
 class ApiProcess:
     """The API served by hypercorn in its own process, as `make run` runs it."""
 

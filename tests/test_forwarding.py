@@ -28,7 +28,7 @@ from activities.transformations import Transformer
 from forwarding.delivery import Delivery, Sender, check_public, http_session
 from forwarding.engine import ForwardingEngine
 from models.forwarding import ForwardingRule
-from tests.conftest import ApiProcess, WorkspaceKey, make_workspace
+from tests.conftest import ApiProcess, WorkspaceKey, eventually, make_workspace
 from tests.sinks import Reply, Sink
 from workflows.forwarding import ForwardingWorkflow, workflow_id
 from workflows.params import ForwardingInput
@@ -77,17 +77,6 @@ async def track(client, source, name: str = "purchase", **fields) -> str:
 async def batch(client, source, items: list[dict]) -> list[str]:
     response = await client.post("/v1/batch", json={"batch": items}, headers={"X-Write-Key": source["key"]})
     return (await response.get_json())["ids"]
-
-
-async def eventually(check, timeout: float = 15.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            return await check()
-        except AssertionError:
-            if time.monotonic() > deadline:
-                raise
-            await asyncio.sleep(0.1)
 
 
 def verify(destination: dict, request) -> object:

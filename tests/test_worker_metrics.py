@@ -6,10 +6,8 @@ isolated stack), so no other worker takes a batch of these rules."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
-import time
 from pathlib import Path
 
 import httpx
@@ -18,7 +16,7 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from telemetry import metrics
-from tests.conftest import isolated_stack
+from tests.conftest import eventually, isolated_stack
 from tests.sinks import Reply, Sink
 
 TOKEN = "metrics-token"
@@ -42,17 +40,6 @@ async def scrape(url: str, **headers: str) -> dict[tuple[str, tuple], float]:
 
 def value(samples, name: str, **labels) -> float:
     return samples.get((name, tuple(sorted(labels.items()))), 0.0)
-
-
-async def until(check, timeout: float = 30.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            return await check()
-        except AssertionError:
-            if time.monotonic() > deadline:
-                raise
-            await asyncio.sleep(0.2)
 
 
 async def test_forwarding_sandbox_and_temporal_metrics(stack):
@@ -100,7 +87,7 @@ async def test_forwarding_sandbox_and_temporal_metrics(stack):
             assert value(samples, "headwater_sandbox_failures_total") == 1
             return samples
 
-        samples = await until(forwarded)
+        samples = await eventually(forwarded, timeout=30)
         assert ("headwater_sandbox_restarts_total", ()) in samples
         # The Temporal SDK's own metrics, through the same endpoint.
         assert any(name.startswith("temporal_") for name, _ in samples), sorted({n for n, _ in samples})
@@ -113,7 +100,7 @@ async def test_forwarding_sandbox_and_temporal_metrics(stack):
                 assert ("headwater_forward_lag_seconds", (("rule_id", rule_id),)) in samples
                 assert value(samples, "headwater_forward_pending_events", rule_id=rule_id) == 0
 
-        await until(caught_up)
+        await eventually(caught_up, timeout=30)
         await good.stop()
         async with stack.apis[0].client() as http:
             await http.post("/v1/track", json={"event": "Late", "userId": "u"}, headers={"X-Write-Key": source["key"]})
@@ -123,7 +110,7 @@ async def test_forwarding_sandbox_and_temporal_metrics(stack):
             assert value(samples, "headwater_forward_pending_events", rule_id=rules["good"]) == 1
             assert value(samples, "headwater_forward_lag_seconds", rule_id=rules["good"]) > 0
 
-        await until(lagging)
+        await eventually(lagging, timeout=30)
     finally:
         for sink in (good, flaky, refusing):
             await sink.stop()

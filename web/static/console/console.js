@@ -1,5 +1,9 @@
 // Shared by every console page: the API client (session cookie + CSRF token), copy buttons,
 // small DOM helpers. No framework: each page is a server-rendered shell plus one module.
+import { el, when } from "./dom.js";
+
+export { el, when };
+
 const body = document.body;
 export const workspace = body.dataset.workspace;
 /** models.canonical.EventType, the one list, as the page was rendered with it. */
@@ -30,24 +34,6 @@ export async function api(path, { method = "GET", json, allow = [] } = {}) {
   const data = response.status === 204 ? null : await response.json().catch(() => null);
   if (!response.ok) throw new ApiError(response.status, data?.error);
   return data;
-}
-
-export function el(tag, attrs = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [name, value] of Object.entries(attrs)) {
-    if (value === undefined || value === null || value === false) continue;
-    if (name === "class") node.className = value;
-    else if (name.startsWith("on")) node.addEventListener(name.slice(2), value);
-    else node.setAttribute(name, value === true ? "" : value);
-  }
-  for (const child of children.flat()) if (child !== null && child !== undefined) node.append(child);
-  return node;
-}
-
-export function when(iso) {
-  if (!iso) return "never";
-  const date = new Date(iso);
-  return el("time", { datetime: iso, title: iso }, date.toLocaleString());
 }
 
 export function toast(message) {

@@ -1,4 +1,5 @@
 import { api, el, number, when } from "./console.js";
+import { formParams } from "./dom.js";
 
 const form = document.querySelector("#filters");
 const tbody = document.querySelector("#events tbody");
@@ -8,14 +9,7 @@ let cursor = null;
 let shown = 0;
 
 function filters() {
-  const params = new URLSearchParams();
-  for (const [name, value] of new FormData(form)) {
-    if (!value) continue;
-    if (name === "start") params.set("since", new Date(value).toISOString());
-    else if (name === "end") params.set("until", new Date(value).toISOString());
-    else params.set(name, value);
-  }
-  return params;
+  return formParams(form);
 }
 
 function who(event) {

@@ -1,5 +1,7 @@
 // The customer viewer: one tenant's audit events, through /api/v1/viewer with the token from
 // the address as a bearer. Nothing here can widen what the token shows: the server scopes it.
+import { el, formParams, when } from "/console/static/dom.js";
+
 const token = new URLSearchParams(location.search).get("token") ?? "";
 const form = document.querySelector("#filters");
 const tbody = document.querySelector("#events tbody");
@@ -22,36 +24,13 @@ async function call(path) {
   return response;
 }
 
-function el(tag, attrs = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [name, value] of Object.entries(attrs)) {
-    if (value === undefined || value === null) continue;
-    if (name === "class") node.className = value;
-    else if (name.startsWith("on")) node.addEventListener(name.slice(2), value);
-    else node.setAttribute(name, value);
-  }
-  for (const child of children.flat()) if (child !== null && child !== undefined) node.append(child);
-  return node;
-}
-
-function when(iso) {
-  return el("time", { datetime: iso, title: iso }, new Date(iso).toLocaleString());
-}
-
 function who(party) {
   if (!party) return "";
   return party.name ? `${party.name} (${party.id ?? party.type})` : `${party.type ?? ""} ${party.id ?? ""}`.trim();
 }
 
 function filters() {
-  const params = new URLSearchParams();
-  for (const [name, value] of new FormData(form)) {
-    if (!value) continue;
-    if (name === "start") params.set("since", new Date(value).toISOString());
-    else if (name === "end") params.set("until", new Date(value).toISOString());
-    else params.set(name, value);
-  }
-  return params;
+  return formParams(form);
 }
 
 function open(event) {

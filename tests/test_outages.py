@@ -123,15 +123,18 @@ class TemporalServer:
             stop_process(self.process)
 
 
-async def serving(client: Client, within: float = 30) -> None:
-    """The dev server's port opens a moment before its WorkflowService is registered (an
-    RPC then fails with UNIMPLEMENTED, seen on a loaded machine): wait for the service itself."""
+async def serving(target: str, within: float = 30) -> Client:
+    """A client once the restarted dev server serves: its port opens a moment before its
+    WorkflowService is registered (an RPC then fails with UNIMPLEMENTED) and before its frontend
+    says it is healthy (connecting fails: "Frontend is not healthy yet"), both seen on a loaded
+    machine. Wait for the service itself."""
     deadline = time.monotonic() + within
     while True:
         try:
+            client = await Client.connect(target)
             await client.workflow_service.get_system_info(GetSystemInfoRequest())
-            return
-        except RPCError:
+            return client
+        except (RPCError, RuntimeError):
             if time.monotonic() > deadline:
                 raise
             await asyncio.sleep(0.1)
@@ -201,8 +204,7 @@ async def test_management_calls_answer_within_2s_whatever_temporal_does(own_stac
 
         # Temporal is back: the reconciler starts every enabled rule's workflow, and they forward.
         temporal.start()
-        temporal_client = await Client.connect(own.temporal_target)
-        await serving(temporal_client)
+        temporal_client = await serving(own.temporal_target)
         async with build_worker(temporal_client, sessions, own) as worker:
             assert await worker.reconcile() == 3
             response = await client.post("/v1/track", json={"event": "after", "userId": "u"},

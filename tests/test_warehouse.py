@@ -232,3 +232,41 @@ async def test_the_stored_dsn_keeps_its_password(client, workspace, warehouse, s
     async with sessions() as session:
         stored = await session.get(Destination, uuid.UUID(destination["id"]))
     assert stored.config["dsn"] == dsn and stored.config["table_per"] == "type"
+
+
+async def test_through_the_engine_retries_then_transformed_events_land(client, workspace, source, warehouse,
+                                                                        postgres_server_url):
+    """A warehouse that is down holds the rule (retries, no dead letter); pointed at a live one,
+    the events arrive, through the rule's transformation."""
+    schema = f"s_{secrets.token_hex(3)}"
+    parts = urlsplit(warehouse)
+    closed = urlunsplit((parts.scheme, f"{parts.username}@127.0.0.1:1", parts.path, "", ""))  # nothing listens
+    transformation = await (await client.post(workspace.url("/event-transformations"), headers=workspace.headers, json={
+        "name": "enrich", "status": "active",
+        "source_code": "function transform(e) { e.properties.enriched = true; return e; }"})).get_json()
+    destination = await (await client.post(workspace.url("/destinations"), headers=workspace.headers, json={
+        "name": "Down", "type": "postgres", "config": {"dsn": closed, "schema": schema, "table_per": "type",
+                                                       "timeout_ms": 1000}})).get_json()
+    rule = await (await client.post(workspace.url("/event-forwarding-rules"), headers=workspace.headers, json={
+        "name": "r", "destination_id": destination["id"], "transformation_id": transformation["id"]})).get_json()
+    await send(client, source, [{"type": "track", "event": "Held", "userId": "u", "properties": {"n": 1}}])
+
+    async def held():
+        state = await (await client.get(workspace.url(f"/event-forwarding-rules/{rule['id']}"),
+                                        headers=workspace.headers)).get_json()
+        assert state["stats"]["last_error"] and "postgres" in state["stats"]["last_error"], state["stats"]
+        assert state["stats"]["dead_lettered"] == 0 and state["stats"]["delivered"] == 0
+
+    await eventually(held)
+    moved = await client.put(workspace.url(f"/destinations/{destination['id']}"), headers=workspace.headers,
+                             json={"config": {"dsn": warehouse}})
+    assert moved.status_code == 200, await moved.get_data()
+    conn = await asyncpg.connect(warehouse)
+    try:
+        async def landed():
+            row = await conn.fetchrow(f'SELECT n, enriched FROM "{schema}".tracks')
+            assert row is not None and row["n"] == 1 and row["enriched"] is True
+
+        await eventually(landed, timeout=60)
+    finally:
+        await conn.close()

@@ -10,6 +10,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 from quart import Blueprint, Response
 from quart_schema import document_querystring, document_response
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from werkzeug.routing import BaseConverter
 
 from audit.log import AuditLedger
@@ -125,29 +126,31 @@ async def export_events(workspace_id: uuid.UUID) -> Response:
                                                  "cursor or format.")
         return streamed(f"events-{workspace_id}", "ndjson",
                         leaf_lines(AuditLedger(services().sessions), workspace_id, query.tree_size))
-    sessions = services().sessions
-
-    async def lines():
-        cursor = after
-        if query.format == "csv":
-            yield csv_text([], header=True)
-        while True:
-            async with sessions() as session:
-                rows = await EventRepository(session).ascending(workspace_id, filters, EXPORT_PAGE, cursor)
-            if not rows:
-                return
-            if query.format == "csv":
-                yield csv_text(body for _, body in rows)
-            else:
-                yield b"".join(export_line(body) + b"\n" for _, body in rows)
-            if len(rows) < EXPORT_PAGE:
-                return
-            cursor = rows[-1][0]
-
-    return streamed(f"events-{workspace_id}", query.format, lines())
+    return streamed(f"events-{workspace_id}", query.format,
+                    exported(services().sessions, workspace_id, filters, query.format, after))
 
 
 CONTENT_TYPES = {"ndjson": "application/x-ndjson", "csv": "text/csv; charset=utf-8"}
+
+
+async def exported(sessions: async_sessionmaker[AsyncSession], workspace_id: uuid.UUID, filters: EventFilters,
+                   kind: str, after: str | None = None, containing: str | None = None) -> AsyncIterator[bytes]:
+    """The matching events, oldest first, in keyset pages of EXPORT_PAGE: NDJSON lines, or CSV
+    rows after a header (the events export and the viewer's)."""
+    if kind == "csv":
+        yield csv_text([], header=True)
+    while True:
+        async with sessions() as session:
+            rows = await EventRepository(session).ascending(workspace_id, filters, EXPORT_PAGE, after, containing)
+        if not rows:
+            return
+        if kind == "csv":
+            yield csv_text(body for _, body in rows)
+        else:
+            yield b"".join(export_line(body) + b"\n" for _, body in rows)
+        if len(rows) < EXPORT_PAGE:
+            return
+        after = rows[-1][0]
 
 
 def streamed(stem: str, kind: str, lines: AsyncIterator[bytes]) -> Response:

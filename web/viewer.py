@@ -24,13 +24,12 @@ from pydantic import BaseModel, ConfigDict, Field
 from quart import Blueprint, Response, g, render_template, request
 from quart_schema import document_querystring, document_response, hide, security_scheme
 
-from models.event_csv import csv_text
 from models.events import EventFilters, EventRepository, decode_cursor
 from models.timestamps import IsoDateTime, iso
 from web import key_tokens
 from web.auth import bearer_token, master_key_for_workspace
 from web.errors import APIError
-from web.events import EXPORT_PAGE, EventPage, streamed
+from web.events import EventPage, exported, streamed
 from web.jsonio import decoded_cursor, json_body, parse_query
 from web.responses import json_response
 from web.services import services
@@ -152,23 +151,8 @@ async def viewer_export() -> Response:
     """The tenant's audit events matching the filters, as CSV (oldest first)."""
     viewer = await viewing(bearer_token())
     query: ViewerExportQuery = parse_query(ViewerExportQuery)
-    filters, sessions = scoped(viewer, query), services().sessions
-
-    async def rows():
-        yield csv_text([], header=True)
-        after = None
-        while True:
-            async with sessions() as session:
-                found = await EventRepository(session).ascending(viewer.workspace_id, filters, EXPORT_PAGE, after,
-                                                                 query.q)
-            if not found:
-                return
-            yield csv_text(body for _, body in found)
-            if len(found) < EXPORT_PAGE:
-                return
-            after = found[-1][0]
-
-    return streamed("audit-events", "csv", rows())
+    return streamed("audit-events", "csv", exported(services().sessions, viewer.workspace_id, scoped(viewer, query),
+                                                    "csv", containing=query.q))
 
 
 # --- the page ------------------------------------------------------------------------------------

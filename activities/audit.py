@@ -27,7 +27,7 @@ class AuditActivities:
     async def seal_audit_logs(self, params: AuditSealInput) -> AuditSealResult:
         async with heartbeating():
             workspaces, leaves = await self.ledger.seal_all(params.max_workspaces)
-        metrics.count_sealed(leaves)
+        metrics.count(metrics.SEALED, n=leaves)
         return AuditSealResult(workspaces=workspaces, leaves=leaves)
 
     @activity.defn(name="check_audit_logs")

@@ -29,6 +29,7 @@ from models.audit import (
     HASH_BYTES,
     AuditChunk,
     AuditLog,
+    AuditMismatch,
     AuditNode,
     AuditRemoval,
     AuditRepository,
@@ -42,6 +43,7 @@ log = logging.getLogger("headwater.audit")
 
 SEAL_BATCH = 50_000  # leaves per seal transaction; a larger backlog takes several
 READERS = 4  # connections reading a seal's event bodies at once
+CHECK_PAGE = 5_000  # leaves the check reads at once
 
 
 class NotSealed(Exception):
@@ -104,6 +106,17 @@ class AuditLedger:
         if await repository.tree_head(workspace_id, 0) is None:
             await self._sign(repository.session, made, merkle.EMPTY_ROOT)
         return made
+
+    async def status(self, workspace_id: uuid.UUID,
+                     listed: int) -> tuple[AuditLog, int, int, list[AuditMismatch]]:
+        """The log, how many leaves retention removed, how many mismatches the check found
+        and the first `listed` of them."""
+        async with self.sessions() as session, session.begin():
+            repository = AuditRepository(session)
+            audit_log = await self._log(repository, workspace_id)
+            removed = sum(r.last_leaf - r.first_leaf + 1 for r in await repository.removals(workspace_id))
+            count, found = await repository.mismatches(workspace_id, listed)
+        return audit_log, removed, count, found
 
     async def public_key(self, workspace_id: uuid.UUID) -> bytes:
         async with self.sessions() as session, session.begin():
@@ -275,14 +288,26 @@ class AuditLedger:
         """Leaves after `after` (exclusive) and below `tree_size`: (index, event id, stored
         body text or None when the event is gone), in leaf order."""
         async with self.sessions() as session:
-            repository = AuditRepository(session)
-            first = after + 1
-            chunks = await repository.chunks_from(workspace_id, first // CHUNK_LEAVES, -(-limit // CHUNK_LEAVES) + 1)
-            leaves = [(chunk.chunk_index * CHUNK_LEAVES + offset, event_id)
-                      for chunk in chunks for offset, event_id in enumerate(chunk.event_ids)]
-            leaves = [(index, event_id) for index, event_id in leaves if first <= index < tree_size][:limit]
-            bodies = await repository.bodies(workspace_id, [event_id for _, event_id in leaves])
-        return [(index, event_id, bodies.get(event_id)) for index, event_id in leaves]
+            leaves = await self._leaves(AuditRepository(session), workspace_id, after + 1,
+                                        min(after + 1 + limit, tree_size))
+        return [(index, event_id, body) for index, event_id, _, body in leaves]
+
+    @staticmethod
+    async def _leaves(repository: AuditRepository, workspace_id: uuid.UUID, start: int,
+                      end: int) -> list[tuple[int, str, bytes, str | None]]:
+        """Leaves [start, end): (index, event id, leaf hash, the stored event's jsonb text or
+        None when it is gone), in leaf order."""
+        if start >= end:
+            return []
+        first_chunk = start // CHUNK_LEAVES
+        chunks = await repository.chunks_from(workspace_id, first_chunk, -(-end // CHUNK_LEAVES) - first_chunk)
+        leaves = [(chunk.chunk_index * CHUNK_LEAVES + offset, event_id, leaf)
+                  for chunk in chunks
+                  for offset, (event_id, leaf) in enumerate(zip(chunk.event_ids, split_hashes(chunk.leaf_hashes),
+                                                                strict=True))]
+        leaves = [leaf for leaf in leaves if start <= leaf[0] < end]
+        bodies = await repository.bodies(workspace_id, [event_id for _, event_id, _ in leaves])
+        return [(index, event_id, leaf, bodies.get(event_id)) for index, event_id, leaf in leaves]
 
     # --- the check -------------------------------------------------------------------------
 
@@ -296,22 +321,16 @@ class AuditLedger:
             removed = Removed(await repository.removals(workspace_id))
             start = audit_log.checked_leaves if audit_log.checked_leaves < audit_log.tree_size else 0
             end = min(start + limit, audit_log.tree_size)
-            chunks = await repository.chunks_from(workspace_id, start // CHUNK_LEAVES,
-                                                  -(-end // CHUNK_LEAVES) - start // CHUNK_LEAVES)
-            for chunk in chunks:
-                first = chunk.chunk_index * CHUNK_LEAVES
-                wanted = [(first + i, event_id) for i, event_id in enumerate(chunk.event_ids) if start <= first + i < end]
-                bodies = await repository.bodies(workspace_id, [event_id for _, event_id in wanted])
-                leaves = split_hashes(chunk.leaf_hashes)
-                for index, event_id in wanted:
-                    body = bodies.get(event_id)
+            for page in range(start, end, CHECK_PAGE):
+                leaves = await self._leaves(repository, workspace_id, page, min(page + CHECK_PAGE, end))
+                for index, event_id, leaf, body in leaves:
                     if body is None and index in removed:
                         continue  # deleted by retention, as recorded: its hash stays in the tree
                     if body is None:
                         report.found.append((index, event_id, "missing"))
-                    elif merkle.leaf_hash(export_line_of(body)) != leaves[index - first]:
+                    elif merkle.leaf_hash(export_line_of(body)) != leaf:
                         report.found.append((index, event_id, "altered"))
-                report.checked += len(wanted)
+                report.checked += len(leaves)
             new = await repository.record_mismatches(workspace_id, report.found)
             audit_log.checked_leaves = end
             audit_log.checked_at = datetime.now(UTC)
@@ -322,7 +341,7 @@ class AuditLedger:
                 continue  # found by an earlier pass: reported then
             log.warning("audit check: workspace %s, leaf %d (event %s) %s since it was sealed", workspace_id, index,
                         event_id, "was altered" if kind == "altered" else "is missing")
-        metrics.count_audit_mismatches(len(new))
+        metrics.count(metrics.AUDIT_MISMATCHES, n=len(new))
         return report
 
     async def check_all(self, limit: int) -> CheckReport:

@@ -166,17 +166,7 @@ class AuditRepository:
 
     async def leaf_of(self, workspace_id: uuid.UUID, event_id: str) -> int | None:
         """The event's leaf index, if it is sealed (and still stored)."""
-        row = (await self.session.execute(text("""
-            SELECT c.chunk_index, array_position(c.event_ids, e.id) AS position
-            FROM events e
-            JOIN LATERAL (SELECT chunk_index, event_ids FROM audit_chunks c
-                          WHERE c.workspace_id = e.workspace_id AND (c.last_xid, c.last_id) >= (e.commit_xid, e.id)
-                          ORDER BY c.last_xid, c.last_id LIMIT 1) c ON true
-            WHERE e.workspace_id = :workspace_id AND e.id = :event_id"""),
-            {"workspace_id": workspace_id, "event_id": event_id})).first()
-        if row is None or row.position is None:
-            return None
-        return row.chunk_index * CHUNK_LEAVES + row.position - 1
+        return (await self.leaves_of(workspace_id, [event_id])).get(event_id)
 
     async def tree_head(self, workspace_id: uuid.UUID, tree_size: int | None = None) -> AuditTreeHead | None:
         query = select(AuditTreeHead).where(AuditTreeHead.workspace_id == workspace_id)

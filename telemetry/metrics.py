@@ -23,6 +23,7 @@ from models.canonical import EVENT_TYPES
 API = CollectorRegistry()
 WORKER = CollectorRegistry()
 
+
 class _Counting:
     on = False
 
@@ -82,10 +83,11 @@ def count_commit(events: int, seconds: float, *, failed: bool) -> None:
         COMMIT_EVENTS.observe(events)
 
 
-def count(counter: Counter, *labels: str) -> None:
-    """One more of a rare thing (a 503, a refusal, a violation, a live drop)."""
-    if _Counting.on:
-        (counter.labels(*labels) if labels else counter).inc()
+def count(counter: Counter, *labels: str, n: int = 1) -> None:
+    """`n` more of a thing counted as a whole (a 503, a refusal, a violation, a live drop, the
+    leaves of a seal)."""
+    if _Counting.on and n:
+        (counter.labels(*labels) if labels else counter).inc(n)
 
 
 def live_clients(change: int) -> None:
@@ -117,21 +119,9 @@ SANDBOX_FAILURES = Counter("headwater_sandbox_failures", "Events whose transform
                            "ran out of memory)", registry=WORKER)
 SANDBOX_RESTARTS = Counter("headwater_sandbox_restarts", "Sandbox processes started again after one died or "
                            "was stopped by the watchdog", registry=WORKER)
-
-
 AUDIT_MISMATCHES = Counter("headwater_audit_mismatches", "Sealed audit-log leaves whose stored event was found "
                            "altered or missing (each counted once)", registry=WORKER)
 SEALED = Counter("headwater_audit_sealed_events", "Events sealed into workspaces' audit logs", registry=WORKER)
-
-
-def count_audit_mismatches(n: int) -> None:
-    if _Counting.on and n:
-        AUDIT_MISMATCHES.inc(n)
-
-
-def count_sealed(n: int) -> None:
-    if _Counting.on and n:
-        SEALED.inc(n)
 
 
 def status_class(status: int | None, delivered: bool = False) -> str:
@@ -174,10 +164,6 @@ def rule_backlog(backlog: dict[str, tuple[int, float]]) -> None:
 
 
 def count_sandbox(runs: int, failures: int, restarts: int) -> None:
-    if _Counting.on:
-        SANDBOX_RUNS.inc(runs)
-        if failures:
-            SANDBOX_FAILURES.inc(failures)
-        if restarts:
-            SANDBOX_RESTARTS.inc(restarts)
+    for counter, n in ((SANDBOX_RUNS, runs), (SANDBOX_FAILURES, failures), (SANDBOX_RESTARTS, restarts)):
+        count(counter, n=n)
 

@@ -12,10 +12,9 @@ from quart_schema import document_querystring, document_response
 
 from audit.log import AuditLedger, BadTreeSize, NotSealed
 from audit.signing import ALGORITHM, b64
-from models.audit import AuditRepository
 from models.timestamps import iso
 from web.auth import master_key_for_workspace
-from web.errors import APIError
+from web.errors import APIError, error_response
 from web.jsonio import parse_query
 from web.responses import json_response
 from web.services import services
@@ -113,8 +112,14 @@ def ledger() -> AuditLedger:
     return AuditLedger(services().sessions)
 
 
-def bad_size(exc: BadTreeSize) -> APIError:
-    return APIError(422, "invalid_tree_size", str(exc))
+@blueprint.errorhandler(BadTreeSize)
+async def bad_tree_size(exc: BadTreeSize) -> Response:
+    return error_response(APIError(422, "invalid_tree_size", str(exc)))
+
+
+@blueprint.errorhandler(NotSealed)
+async def not_sealed(exc: NotSealed) -> Response:
+    return error_response(APIError(404, "event_not_sealed", str(exc)))
 
 
 @blueprint.get("/public-key")
@@ -146,12 +151,7 @@ async def tree_head(workspace_id: uuid.UUID) -> Response:
 async def inclusion_proof(workspace_id: uuid.UUID) -> Response:
     """An event's audit path in the tree of `tree_size` leaves (default: the latest)."""
     query: ProofQuery = parse_query(ProofQuery)
-    try:
-        proof = await ledger().proof(workspace_id, query.event_id, query.tree_size)
-    except BadTreeSize as exc:
-        raise bad_size(exc) from None
-    except NotSealed as exc:
-        raise APIError(404, "event_not_sealed", str(exc)) from None
+    proof = await ledger().proof(workspace_id, query.event_id, query.tree_size)
     return json_response({"leaf_index": proof.leaf_index, "tree_size": proof.tree_size,
                           "audit_path": [b64(value) for value in proof.audit_path]})
 
@@ -163,10 +163,7 @@ async def inclusion_proof(workspace_id: uuid.UUID) -> Response:
 async def consistency_proof(workspace_id: uuid.UUID) -> Response:
     """The proof that the tree of `first` leaves is a prefix of the tree of `second`."""
     query: ConsistencyQuery = parse_query(ConsistencyQuery)
-    try:
-        proof = await ledger().consistency(workspace_id, query.first, query.second)
-    except BadTreeSize as exc:
-        raise bad_size(exc) from None
+    proof = await ledger().consistency(workspace_id, query.first, query.second)
     return json_response({"first": query.first, "second": query.second, "proof": [b64(value) for value in proof]})
 
 
@@ -179,10 +176,7 @@ async def removed_leaves(workspace_id: uuid.UUID) -> Response:
     when; with each range, the complete subtrees (level, index, hash) that stand in for its
     leaves when the tree is rebuilt from an export: `headwater audit verify --removed`."""
     query: TreeHeadQuery = parse_query(TreeHeadQuery)
-    try:
-        size, ranges = await ledger().removed(workspace_id, query.tree_size)
-    except BadTreeSize as exc:
-        raise bad_size(exc) from None
+    size, ranges = await ledger().removed(workspace_id, query.tree_size)
     return json_response({"tree_size": size, "ranges": [
         {**r, "removed_at": iso(r["removed_at"]),
          "subtrees": [{**t, "hash": b64(t["hash"])} for t in r["subtrees"]]} for r in ranges]})
@@ -194,13 +188,7 @@ async def removed_leaves(workspace_id: uuid.UUID) -> Response:
 async def status(workspace_id: uuid.UUID) -> Response:
     """How far sealing and the check have gone, and every leaf whose stored event the check
     found altered or missing since it was sealed (the first 100; `mismatch_count` counts all)."""
-    await ledger().public_key(workspace_id)  # the log exists from here on
-    async with services().transaction() as session:
-        repository = AuditRepository(session)
-        audit_log = await repository.log(workspace_id)
-        count, found = await repository.mismatches(workspace_id, 100)
-        removed = sum(r.last_leaf - r.first_leaf + 1 for r in await repository.removals(workspace_id))
-    assert audit_log is not None
+    audit_log, removed, count, found = await ledger().status(workspace_id, 100)
     return json_response({
         "tree_size": audit_log.tree_size, "sealed_at": iso(audit_log.sealed_at),
         "checked_leaves": audit_log.checked_leaves, "check_passes": audit_log.check_passes,

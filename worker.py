@@ -11,7 +11,7 @@ from collections import defaultdict
 from datetime import timedelta
 from pathlib import Path
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 from opentelemetry.trace import Tracer
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -224,21 +224,17 @@ def build_worker(client: Client, sessions: async_sessionmaker[AsyncSession], set
 
 async def ensure_schedules(client: Client, settings: Settings) -> None:
     """Create the schedules unless they exist (harmless to repeat): the hourly stream cleanup,
-    the audit log's sealing and its check, the hourly retention. A run still going when the next is due is not
-    doubled (Temporal's default overlap policy, skip)."""
-    schedules = [
-        (SCHEDULE_ID, ScheduleActionStartWorkflow(StreamCleanupWorkflow.run, StreamCleanupInput(), id=SCHEDULE_ID,
-                                                  task_queue=settings.task_queue), timedelta(hours=1)),
-        (AUDIT_SEAL, ScheduleActionStartWorkflow(AuditSealWorkflow.run, AuditSealInput(), id=AUDIT_SEAL,
-                                                 task_queue=settings.task_queue),
-         timedelta(seconds=settings.seal_interval_seconds)),
-        (AUDIT_CHECK, ScheduleActionStartWorkflow(AuditCheckWorkflow.run, AuditCheckInput(settings.audit_check_leaves),
-                                                  id=AUDIT_CHECK, task_queue=settings.task_queue),
+    the audit log's sealing and its check, the hourly retention. A run still going when the next
+    is due is not doubled (Temporal's default overlap policy, skip)."""
+    schedules: list[tuple[str, Any, Any, timedelta]] = [  # (id, workflow, its input, how often)
+        (SCHEDULE_ID, StreamCleanupWorkflow.run, StreamCleanupInput(), timedelta(hours=1)),
+        (AUDIT_SEAL, AuditSealWorkflow.run, AuditSealInput(), timedelta(seconds=settings.seal_interval_seconds)),
+        (AUDIT_CHECK, AuditCheckWorkflow.run, AuditCheckInput(settings.audit_check_leaves),
          timedelta(seconds=settings.audit_check_interval_seconds)),
-        (RETENTION, ScheduleActionStartWorkflow(RetentionWorkflow.run, RetentionInput(), id=RETENTION,
-                                                task_queue=settings.task_queue), timedelta(hours=1)),
+        (RETENTION, RetentionWorkflow.run, RetentionInput(), timedelta(hours=1)),
     ]
-    for schedule_id, action, every in schedules:
+    for schedule_id, workflow_run, params, every in schedules:
+        action = ScheduleActionStartWorkflow(workflow_run, params, id=schedule_id, task_queue=settings.task_queue)
         try:
             await client.create_schedule(schedule_id, Schedule(
                 action=action, spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=every)])))

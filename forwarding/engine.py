@@ -20,7 +20,14 @@ from forwarding.outcomes import Batch, EventOutcome, RetryLimits, Settlement, ba
 from forwarding.reader import EventReader, Row
 from forwarding.recorder import Cursor, OutcomeRecorder
 from forwarding.warehouse import WarehouseLoader, WarehousePools
-from models.forwarding import DeadLetterFilter, Destination, ForwardingRepository, ForwardingRule, max_in_flight
+from models.forwarding import (
+    DeadLetterFilter,
+    Destination,
+    ForwardingRepository,
+    ForwardingRule,
+    events_per_pass,
+    max_in_flight,
+)
 from models.timestamps import parse_iso
 from models.transformations import ERROR as TRANSFORMATION_ERROR
 from models.transformations import TransformationSnapshot
@@ -50,7 +57,7 @@ def cursor_text(cursor: Cursor) -> str:
     return f"{cursor[0]}:{cursor[1]}"
 
 
-def count(rule_id: uuid.UUID, rows: list[Row], settled: Settlement, batch: Batch, *, held: int = 0) -> None:
+def measure(rule_id: uuid.UUID, rows: list[Row], settled: Settlement, batch: Batch, *, held: int = 0) -> None:
     """A recorded pass in the worker's metrics (`held`: events the rule holds at its cursor)."""
     metrics.count_forwarding(
         str(rule_id), delivered_at=[row.received_at for row in rows if batch.outcomes[row.id].outcome == Outcome.DELIVERED],
@@ -81,15 +88,11 @@ class ForwardingEngine:
             generation = await self.waker.watch(rule.workspace_id) if self.waker is not None else None
             destination = await session.get(Destination, rule.destination_id)
             assert destination is not None
-            if destination.type == "postgres":
-                # A warehouse loads best in big batches (one transaction, one COPY each): a pass
-                # takes as many events as the destination loads at once.
-                limit = max(limit, int(destination.config.get("max_batch_size", limit)))
+            limit = events_per_pass(destination.type, destination.config, limit)
             horizon = await repository.horizon()
             reader = EventReader(session)
             retries = await reader.due_retries(rule, limit)
             fresh = await reader.after_cursor(rule, horizon, limit)
-        assert destination is not None
         started_from = (rule.cursor_xid, rule.cursor_id)
         snapshot = await self._snapshot(rule)
         held_reason = await self._held_reason(destination, snapshot)
@@ -115,7 +118,7 @@ class ForwardingEngine:
                 settled.last_error = next((o.error for o in batch.outcomes.values() if o.error), settled.last_error)
                 recorded, lag = await self._record(rule.id, started_from, None, settled, batch, held=True)
                 if recorded:
-                    count(rule.id, retries, settled, batch, held=len(fresh))
+                    measure(rule.id, retries, settled, batch, held=len(fresh))
                 last = next(o for o in refused if o.answer is not None).answer
                 assert last is not None
                 return self._held(started_from, self.hold_seconds(attempts, last.retry_after), error_text(last),
@@ -130,7 +133,7 @@ class ForwardingEngine:
         settled = settle(retries + fresh, batch, now, limits, self.hold_seconds)
         recorded, lag = await self._record(rule.id, started_from, new_cursor, settled, batch)
         if recorded:
-            count(rule.id, retries + fresh, settled, batch)
+            measure(rule.id, retries + fresh, settled, batch)
         else:
             settled = Settlement(last_error=settled.last_error)  # another run of this batch recorded it
         result = ForwardBatchResult(
@@ -273,7 +276,7 @@ class ForwardingEngine:
             settled = settle(rows, batch, datetime.now(UTC), RetryLimits.of(destination.config), self.hold_seconds)
             async with self.sessions() as session, session.begin():
                 await OutcomeRecorder(session).record(current.id, at, at, settled, batch)
-            count(current.id, rows, settled, batch)
+            measure(current.id, rows, settled, batch)
         return ReplayBatchResult(state=BatchState.OK, after_xid=rows[-1].commit_xid, after_id=rows[-1].id,
                                  replayed=params.replayed + len(rows))
 

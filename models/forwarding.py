@@ -53,6 +53,14 @@ def max_in_flight(destination_type: str, config: dict[str, Any]) -> int:
     return config.get("max_in_flight") or (SINGLE_MODE_IN_FLIGHT if single else 1)
 
 
+def events_per_pass(destination_type: str, config: dict[str, Any], default: int) -> int:
+    """The events a rule's pass reads: the worker's batch size, but a warehouse takes as many
+    as it loads at once (one transaction and one COPY each, so big passes are what it is fast at)."""
+    if destination_type == "postgres":
+        return max(default, int(config.get("max_batch_size", default)))
+    return default
+
+
 class Destination(UUIDPrimaryKey, CreatedAt, Base):
     __tablename__ = "destinations"
 
